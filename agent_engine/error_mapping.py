@@ -1,0 +1,81 @@
+"""Translate a transport Failure into the public error it means: the one place for that.
+
+Errors are matched on the code only (PostgREST code or SQLSTATE): message and details
+texts differ between PostgREST and Postgres versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from agent_engine.errors import AgentEngineError, SessionError, SessionNotFoundError
+from agent_engine.schema import SESSION_NOT_FOUND_SQLSTATE
+from agent_engine.transport import NO_ROWS_CODE, Failure
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "PGRST000",  # database unreachable
+        "PGRST001",  # database client error
+        "PGRST002",  # schema cache not loaded yet
+        "PGRST003",  # pool acquisition timeout
+        "40001",  # serialization failure
+        "40P01",  # deadlock detected
+        "55P03",  # lock not available
+        "57014",  # statement timeout / query cancelled
+        "57P01",  # server shut down (admin)
+        "57P02",  # crash shutdown
+        "57P03",  # cannot connect now (starting up)
+        "502",  # gateway errors without a PostgREST body (code is the HTTP status)
+        "503",
+        "504",
+        "520",
+    }
+)
+_RETRYABLE_CLASSES = ("08", "53")  # connection exceptions, insufficient resources
+
+
+def is_retryable(failure: Failure) -> bool:
+    """Whether repeating the same request unchanged may succeed."""
+    if failure.unreachable:
+        return True
+    code = failure.code or ""
+    return code in _RETRYABLE_CODES or code.startswith(_RETRYABLE_CLASSES)
+
+
+ErrorFactory = Callable[[Failure], AgentEngineError]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorScope:
+    """What an operation was doing and for which session/workspace, to name it in errors.
+
+    `by_code` maps the codes this operation gives a specific meaning (for example 23505 on
+    create_session means "already active") to the error they become.
+    """
+
+    operation: str
+    workspace_id: UUID
+    session_id: UUID | None = None
+    by_code: Mapping[str, ErrorFactory] = field(default_factory=dict)
+
+
+def translate(failure: Failure, scope: ErrorScope) -> AgentEngineError:
+    """The public error for `failure` in `scope` (the caller chains the cause)."""
+    if failure.code is not None and failure.code in scope.by_code:
+        return scope.by_code[failure.code](failure)
+    if failure.code in (NO_ROWS_CODE, SESSION_NOT_FOUND_SQLSTATE):
+        return SessionNotFoundError(scope.session_id, scope.workspace_id, code=failure.code)
+    subject = f"session {scope.session_id}" if scope.session_id else "a session"
+    what = f"code {failure.code}" if failure.code else "no code"
+    return SessionError(
+        f"{scope.operation} failed for {subject} in workspace {scope.workspace_id} "
+        f"({what}): {failure.message}",
+        session_id=scope.session_id,
+        workspace_id=scope.workspace_id,
+        code=failure.code,
+        details=failure.details,
+        hint=failure.hint,
+        retryable=is_retryable(failure),
+    )

@@ -1,0 +1,17 @@
+"""Names of the database objects that supabase/migrations creates: the one place they live."""
+
+from typing import Final
+
+SESSIONS_TABLE: Final = "agent_sessions"
+STATE_TABLE: Final = "session_state"
+TURNS_TABLE: Final = "agent_turns"
+
+CREATE_SESSION_FUNCTION: Final = "agent_engine_create_session"
+GET_OR_CREATE_SESSION_FUNCTION: Final = "agent_engine_get_or_create_session"
+APPEND_INTENT_FUNCTION: Final = "agent_engine_append_intent"
+APPEND_TEMPLATE_FUNCTION: Final = "agent_engine_append_template"
+MERGE_CAPTURED_DATA_FUNCTION: Final = "agent_engine_merge_captured_data"
+ADD_TURN_FUNCTION: Final = "agent_engine_add_turn"
+
+SESSION_NOT_FOUND_SQLSTATE: Final = "PT404"
+"""Raised by every function for a session that is missing or belongs to another workspace."""

@@ -1,0 +1,388 @@
+"""SessionManager: the public, synchronous API over agent sessions, their state and turns.
+
+Each method validates its arguments (nothing is sent for bad input), builds one operation
+(`operations`), runs it through the transport in one round trip, and returns a parsed
+model or raises an AgentEngineError. Every method is scoped by `workspace_id`: a session of
+another workspace is SessionNotFoundError, never data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from uuid import UUID
+
+from pydantic import JsonValue, TypeAdapter
+from supabase import Client
+
+from agent_engine import operations
+from agent_engine.config import Settings, create_admin_client
+from agent_engine.models import (
+    AgentSession,
+    AgentSessionWithState,
+    AgentTurn,
+    ConversationKey,
+    NewSession,
+    NewTurn,
+    SessionChanges,
+    SessionScope,
+    SessionState,
+    SessionStatus,
+    StateChanges,
+    ToolCallRecord,
+    TurnPage,
+    TurnRole,
+)
+from agent_engine.postgrest_transport import PostgrestTransport
+from agent_engine.registry import AgentRegistry
+from agent_engine.transport import Transport
+
+T = TypeVar("T")
+
+_CAPTURED_DATA = TypeAdapter(dict[str, JsonValue])
+
+
+class SessionManager:
+    """Agent sessions in Postgres, safe to share across threads.
+
+    `client` is a supabase.Client built with the service-role (or secret) key, or any
+    Transport. With a `registry`, sessions must belong to registered agents, the default
+    mode is the agent's `initial_state`, and mode changes must follow its
+    `valid_transitions`.
+    """
+
+    def __init__(self, client: Client | Transport, *, registry: AgentRegistry | None = None):
+        self._transport: Transport = (
+            PostgrestTransport(client) if isinstance(client, Client) else client
+        )
+        self._registry = registry
+
+    @classmethod
+    def from_env(cls, *, registry: AgentRegistry | None = None) -> SessionManager:
+        """A manager on the Supabase project named by SUPABASE_URL and the service key.
+
+        Raises ConfigError if the variables are missing or the key is not a service key.
+        The manager owns its client: `close()` releases its connections.
+        """
+        client = create_admin_client(Settings.from_env())
+        return cls(PostgrestTransport(client, owns_client=True), registry=registry)
+
+    @property
+    def registry(self) -> AgentRegistry | None:
+        """The registry that validates agents and mode transitions, if any."""
+        return self._registry
+
+    def close(self) -> None:
+        """Release the connections this manager owns (a client passed in stays open)."""
+        self._transport.close()
+
+    def __enter__(self) -> SessionManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, operation: operations.Operation[T]) -> T:
+        return operations.run_operation(self._transport, operation)
+
+    # Sessions
+
+    def create_session(
+        self,
+        *,
+        workspace_id: UUID | str,
+        agent_id: str,
+        conversation_id: UUID | str,
+        contact_id: UUID | str | None = None,
+        initial_mode: str | None = None,
+        initial_state: StateChanges | Mapping[str, Any] | None = None,
+    ) -> AgentSessionWithState:
+        """Create an active session and its state in one round trip (one transaction).
+
+        `initial_state` may preset `captured_data`, `templates_sent` and `intents_seen`.
+        Raises SessionAlreadyActiveError if the conversation already has an active session
+        with this agent; with a registry, AgentNotFoundError for an unknown agent.
+        """
+        return self._run(
+            operations.create_session(
+                self._new_session(
+                    workspace_id, agent_id, conversation_id, contact_id, initial_mode, initial_state
+                )
+            )
+        )
+
+    def get_or_create_session(
+        self,
+        *,
+        workspace_id: UUID | str,
+        agent_id: str,
+        conversation_id: UUID | str,
+        contact_id: UUID | str | None = None,
+        initial_mode: str | None = None,
+        initial_state: StateChanges | Mapping[str, Any] | None = None,
+    ) -> AgentSessionWithState:
+        """The conversation's active session with this agent, created if there is none.
+
+        Atomic in one round trip: callers racing for the same conversation all get the
+        same session. The initial values apply only when a session is created.
+        """
+        return self._run(
+            operations.get_or_create_session(
+                self._new_session(
+                    workspace_id, agent_id, conversation_id, contact_id, initial_mode, initial_state
+                )
+            )
+        )
+
+    def get_session(
+        self, session_id: UUID | str, *, workspace_id: UUID | str
+    ) -> AgentSessionWithState:
+        """The session with its state, in one round trip.
+
+        Raises SessionNotFoundError if it does not exist in this workspace.
+        """
+        return self._run(operations.get_session(_scope(session_id, workspace_id)))
+
+    def get_session_by_conversation(
+        self, conversation_id: UUID | str, agent_id: str, *, workspace_id: UUID | str
+    ) -> AgentSessionWithState | None:
+        """The active session of this conversation and agent (with its state), or None."""
+        key = ConversationKey.model_validate(
+            {"workspace_id": workspace_id, "conversation_id": conversation_id, "agent_id": agent_id}
+        )
+        return self._run(operations.get_session_by_conversation(key))
+
+    def update_session_with_version(
+        self,
+        session_id: UUID | str,
+        expected_version: int,
+        *,
+        workspace_id: UUID | str,
+        current_mode: str | None = None,
+        status: SessionStatus | str | None = None,
+        last_activity_at: datetime | None = None,
+    ) -> AgentSession:
+        """Change the session only if it is still at `expected_version`; version + 1 on success.
+
+        One round trip; on no match a second read tells why: VersionConflictError (with the
+        actual version; retryable), SessionNotFoundError, or InvalidTransitionError (a status
+        change the lifecycle forbids, or, with a registry, a mode change the agent's
+        valid_transitions forbid, checked against the row as it is when written). A mode
+        that no registered agent has raises InvalidTransitionError before any request.
+        """
+        if isinstance(expected_version, bool) or not isinstance(expected_version, int):
+            raise TypeError(f"expected_version must be an int, got {expected_version!r}")
+        if expected_version < 1:
+            raise ValueError(f"expected_version must be >= 1, got {expected_version}")
+        changes = SessionChanges(
+            current_mode=current_mode, status=status, last_activity_at=last_activity_at
+        )
+        if not changes.as_row():
+            raise ValueError("update_session_with_version needs at least one field to change")
+        return self._run(
+            operations.update_session_with_version(
+                operations.GuardedChange(
+                    _scope(session_id, workspace_id),
+                    expected_version,
+                    changes,
+                    operations.registered_agents(self._registry),
+                )
+            )
+        )
+
+    def close_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Close the session (final); the conversation may then start a new one."""
+        return self.update_session_with_version(
+            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.CLOSED
+        )
+
+    def handoff_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Hand the conversation over to a human (status `handed_off`)."""
+        return self.update_session_with_version(
+            session_id,
+            expected_version,
+            workspace_id=workspace_id,
+            status=SessionStatus.HANDED_OFF,
+        )
+
+    def pause_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Pause an active session."""
+        return self.update_session_with_version(
+            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.PAUSED
+        )
+
+    def resume_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Make a paused or handed-off session active again.
+
+        Raises SessionAlreadyActiveError if the conversation got another active session.
+        """
+        return self.update_session_with_version(
+            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.ACTIVE
+        )
+
+    # State
+
+    def get_state(self, session_id: UUID | str, *, workspace_id: UUID | str) -> SessionState:
+        """The session's state, in one round trip."""
+        return self._run(operations.get_state(_scope(session_id, workspace_id)))
+
+    def update_state(
+        self, session_id: UUID | str, *, workspace_id: UUID | str, **fields: Any
+    ) -> SessionState:
+        """Replace whole state fields (`intents_seen`, `templates_sent`, `captured_data`).
+
+        Last writer wins per field: to add to a field under concurrency use
+        add_intent_seen, add_template_sent or update_captured_data instead.
+        """
+        changes = StateChanges.model_validate(fields)
+        if not changes.as_row():
+            raise ValueError("update_state needs at least one of the state fields")
+        return self._run(operations.update_state(_scope(session_id, workspace_id), changes))
+
+    def add_intent_seen(
+        self, session_id: UUID | str, intent: str, *, workspace_id: UUID | str
+    ) -> SessionState:
+        """Append an intent; the database numbers it (`order`), so none is lost or repeated."""
+        return self._run(
+            operations.append_intent(_scope(session_id, workspace_id), _text(intent, "intent"))
+        )
+
+    def add_template_sent(
+        self, session_id: UUID | str, template_name: str, *, workspace_id: UUID | str
+    ) -> SessionState:
+        """Record a template as sent; recording it again changes nothing (safe to retry)."""
+        return self._run(
+            operations.append_template(
+                _scope(session_id, workspace_id), _text(template_name, "template_name")
+            )
+        )
+
+    def update_captured_data(
+        self, session_id: UUID | str, data: Mapping[str, Any], *, workspace_id: UUID | str
+    ) -> SessionState:
+        """Shallow-merge `data` into captured_data atomically (top-level keys replace)."""
+        return self._run(
+            operations.merge_captured_data(
+                _scope(session_id, workspace_id), _CAPTURED_DATA.validate_python(dict(data))
+            )
+        )
+
+    # Turns
+
+    def add_turn(
+        self,
+        session_id: UUID | str,
+        *,
+        workspace_id: UUID | str,
+        role: TurnRole | str,
+        content: str,
+        turn_number: int | None = None,
+        intent_detected: str | None = None,
+        confidence: float | None = None,
+        tools_called: Sequence[ToolCallRecord | Mapping[str, Any]] = (),
+        tokens_used: int = 0,
+        idempotency_key: str | None = None,
+    ) -> AgentTurn:
+        """Store a turn and add it to the session's totals, in one round trip.
+
+        Without `turn_number` the database assigns the next one. A taken `turn_number`
+        raises SessionError with code 23505. With an `idempotency_key` (say, the inbound
+        message id) a repeated call returns the stored turn and changes nothing, so the call
+        is safe to retry after a timeout or a redelivered webhook.
+        """
+        turn = NewTurn.model_validate(
+            {
+                "role": role,
+                "content": content,
+                "turn_number": turn_number,
+                "intent_detected": intent_detected,
+                "confidence": confidence,
+                "tools_called": tuple(tools_called),
+                "tokens_used": tokens_used,
+                "idempotency_key": idempotency_key,
+            }
+        )
+        return self._run(operations.add_turn(_scope(session_id, workspace_id), turn))
+
+    def get_turns(
+        self,
+        session_id: UUID | str,
+        *,
+        workspace_id: UUID | str,
+        limit: int | None = None,
+        after_turn: int | None = None,
+    ) -> list[AgentTurn]:
+        """Turns ordered by turn_number: after `after_turn` (exclusive), at most `limit`.
+
+        One round trip; raises SessionNotFoundError (not an empty list) for a session that
+        is not in this workspace.
+        """
+        page = TurnPage(limit=limit, after_turn=after_turn)
+        return self._run(operations.get_turns(_scope(session_id, workspace_id), page))
+
+    def get_total_tokens_used(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """The session's running token total (kept by add_turn; no turn is read)."""
+        return self._run(
+            operations.get_session_total(_scope(session_id, workspace_id), "tokens_used")
+        )
+
+    def get_turn_count(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """The session's running turn count (kept by add_turn; no turn is read)."""
+        return self._run(
+            operations.get_session_total(_scope(session_id, workspace_id), "turn_count")
+        )
+
+    # Validation shared by the methods above
+
+    def _new_session(
+        self,
+        workspace_id: UUID | str,
+        agent_id: str,
+        conversation_id: UUID | str,
+        contact_id: UUID | str | None,
+        initial_mode: str | None,
+        initial_state: StateChanges | Mapping[str, Any] | None,
+    ) -> NewSession:
+        mode = initial_mode
+        if self._registry is not None:
+            agent = self._registry.get(agent_id)
+            mode = agent.initial_state if initial_mode is None else initial_mode
+            if mode not in agent.states:
+                raise ValueError(f"initial_mode {mode!r} is not a state of agent {agent_id!r}")
+        elif initial_mode is None:
+            raise ValueError("initial_mode is required when the manager has no registry")
+        return NewSession.model_validate(
+            {
+                "workspace_id": workspace_id,
+                "agent_id": agent_id,
+                "conversation_id": conversation_id,
+                "contact_id": contact_id,
+                "current_mode": mode,
+                "initial_state": initial_state if initial_state is not None else {},
+            }
+        )
+
+
+def _scope(session_id: UUID | str, workspace_id: UUID | str) -> SessionScope:
+    return SessionScope.model_validate({"session_id": session_id, "workspace_id": workspace_id})
+
+
+def _text(value: str, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    return value.strip()

@@ -65,8 +65,8 @@ class SessionError(AgentEngineError):
     """A session operation failed.
 
     Keeps what the server said: `code` (PostgREST code such as PGRST116, or a SQLSTATE such
-    as 23505), `details` and `hint`; `cause` holds the underlying exception (also chained as
-    `__cause__`). Which codes are retryable is decided where errors are translated.
+    as 23505), `details` and `hint`; the underlying exception is chained as `__cause__`.
+    Which codes are retryable is decided where errors are translated (error_mapping).
     """
 
     def __init__(

@@ -13,9 +13,25 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+)
 
-NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
+
+def _has_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain text, not only whitespace")
+    return value
+
+
+NonEmptyText = Annotated[str, AfterValidator(_has_text)]
+"""Text kept as given (a message's spacing matters) that must not be blank."""
 NonEmptyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 

@@ -276,6 +276,8 @@ class SessionManager:
         self, session_id: UUID | str, data: Mapping[str, Any], *, workspace_id: UUID | str
     ) -> SessionState:
         """Shallow-merge `data` into captured_data atomically (top-level keys replace)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"data must be a mapping of JSON values, got {type(data).__name__}")
         return self._run(
             operations.merge_captured_data(
                 _scope(session_id, workspace_id), _CAPTURED_DATA.validate_python(dict(data))

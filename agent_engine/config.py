@@ -26,7 +26,12 @@ from agent_engine.errors import ConfigError
 URL_VARIABLE = "SUPABASE_URL"
 SERVICE_ROLE_KEY_VARIABLE = "SUPABASE_SERVICE_ROLE_KEY"
 SECRET_KEY_VARIABLE = "SUPABASE_SECRET_KEY"  # noqa: S105 (a variable name)
+DATABASE_URL_VARIABLE = "DATABASE_URL"
 TIMEOUT_VARIABLE = "AGENT_ENGINE_TIMEOUT"
+POOL_SIZE_VARIABLE = "AGENT_ENGINE_POOL_SIZE"
+
+DEFAULT_POOL_SIZE = 4
+"""Direct Postgres connections per process: Supabase advises a few; raise it for many threads."""
 
 _SECRET_KEY_PREFIX = "sb_secret_"  # noqa: S105 (a key prefix)
 _PUBLISHABLE_KEY_PREFIX = "sb_publishable_"
@@ -78,67 +83,97 @@ def _jwt_role(token: str) -> str | None:
 
 
 class Settings(BaseModel):
-    """Where the Supabase project is and how to reach it as service_role.
+    """How to reach the session store: a Supabase project, a Postgres DSN, or both.
 
-    Raises ConfigError (naming the variable) for a URL that is not http(s) or a key that does
-    not act as service_role. `repr`/`str` show the key as `**********`.
+    Supabase: `supabase_url` with a key that acts as service_role. Direct Postgres:
+    `database_url` (the direct connection or the Supavisor pooler string). Raises
+    ConfigError (naming the variable) for a URL that is not http(s), a key that does not act
+    as service_role, a DSN that is not a Postgres one, or neither way configured. `repr`/
+    `str` show the key and the DSN as `**********`.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    supabase_url: str
-    supabase_service_role_key: SecretStr
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+    database_url: SecretStr | None = None
     timeout: float = Field(default=10.0, gt=0)
+    pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1)
 
     _key_variable: str = PrivateAttr(default=SERVICE_ROLE_KEY_VARIABLE)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        parts = urlsplit(self.supabase_url)
+        if self.supabase_url is not None:
+            self._check_supabase(self.supabase_url)
+        elif self.supabase_service_role_key is not None:
+            raise ConfigError(f"{URL_VARIABLE} is not set", variable=URL_VARIABLE)
+        if self.database_url is not None:
+            _check_dsn(self.database_url.get_secret_value())
+        elif self.supabase_url is None:
+            raise ConfigError(
+                f"set {URL_VARIABLE} and {SERVICE_ROLE_KEY_VARIABLE} (Supabase), "
+                f"or {DATABASE_URL_VARIABLE} (direct Postgres)",
+                variable=URL_VARIABLE,
+            )
+        return self
+
+    def _check_supabase(self, url: str) -> None:
+        parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(
                 f"{URL_VARIABLE} must be an http(s) URL such as https://<project>.supabase.co",
                 variable=URL_VARIABLE,
             )
+        if self.supabase_service_role_key is None:
+            raise ConfigError(
+                f"{SERVICE_ROLE_KEY_VARIABLE} (or {SECRET_KEY_VARIABLE}) is not set",
+                variable=SERVICE_ROLE_KEY_VARIABLE,
+            )
         check_service_key(
             self.supabase_service_role_key.get_secret_value(), variable=self._key_variable
         )
-        return self
 
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env"
     ) -> Settings:
-        """Read SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEY).
+        """Read the settings from the environment and `.env`.
 
+        Variables: SUPABASE_URL with SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_SECRET_KEY);
+        DATABASE_URL; optionally AGENT_ENGINE_TIMEOUT (seconds) and AGENT_ENGINE_POOL_SIZE.
         Values come from `environ` (default: os.environ) and, for variables not set there,
         from the `.env` file (python-dotenv) if it exists; os.environ is never modified.
-        AGENT_ENGINE_TIMEOUT optionally sets the request timeout in seconds.
         """
         values = _read_environment(environ, dotenv_path)
-        url = values.get(URL_VARIABLE)
-        if not url:
-            raise ConfigError(f"{URL_VARIABLE} is not set", variable=URL_VARIABLE)
         variable = next(
             (name for name in (SERVICE_ROLE_KEY_VARIABLE, SECRET_KEY_VARIABLE) if values.get(name)),
-            None,
+            SERVICE_ROLE_KEY_VARIABLE,
         )
-        if variable is None:
-            raise ConfigError(
-                f"{SERVICE_ROLE_KEY_VARIABLE} (or {SECRET_KEY_VARIABLE}) is not set",
-                variable=SERVICE_ROLE_KEY_VARIABLE,
-            )
         fields: dict[str, Any] = {
-            "supabase_url": url,
-            "supabase_service_role_key": values[variable],
+            "supabase_url": values.get(URL_VARIABLE) or None,
+            "supabase_service_role_key": values.get(variable) or None,
+            "database_url": values.get(DATABASE_URL_VARIABLE) or None,
         }
         if values.get(TIMEOUT_VARIABLE):
-            fields["timeout"] = _parse_timeout(values[TIMEOUT_VARIABLE])
+            fields["timeout"] = _parse_number(values[TIMEOUT_VARIABLE], TIMEOUT_VARIABLE, float)
+        if values.get(POOL_SIZE_VARIABLE):
+            fields["pool_size"] = _parse_number(values[POOL_SIZE_VARIABLE], POOL_SIZE_VARIABLE, int)
         return cls.model_validate(fields, context={"key_variable": variable})
 
     def model_post_init(self, context: Any) -> None:
         if isinstance(context, dict) and "key_variable" in context:
             self._key_variable = str(context["key_variable"])
+
+
+def _check_dsn(dsn: str) -> None:
+    """Refuse what is not a Postgres URI or conninfo string (without echoing it)."""
+    if not (dsn.startswith(("postgresql://", "postgres://")) or "=" in dsn):
+        raise ConfigError(
+            f"{DATABASE_URL_VARIABLE} must be a Postgres connection string "
+            "(postgresql://user:password@host:port/dbname)",
+            variable=DATABASE_URL_VARIABLE,
+        )
 
 
 def _read_environment(
@@ -153,13 +188,12 @@ def _read_environment(
     return values
 
 
-def _parse_timeout(raw: str) -> float:
+def _parse_number(raw: str, variable: str, kind: type[float] | type[int]) -> float | int:
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
         raise ConfigError(
-            f"{TIMEOUT_VARIABLE} must be a number of seconds, got {raw!r}",
-            variable=TIMEOUT_VARIABLE,
+            f"{variable} must be a {kind.__name__}, got {raw!r}", variable=variable
         ) from None
 
 
@@ -171,7 +205,10 @@ def create_admin_client(settings: Settings) -> Client:
     gateway ("Server disconnected") and one HTTP/2 connection shared by threads breaks. The
     client's own retry of GET requests (sleeping 1, 2, 4 s) is off: errors say whether they
     are retryable and the caller decides. Never sign a user in with this client.
+    Raises ConfigError if the settings name no Supabase project.
     """
+    if settings.supabase_url is None or settings.supabase_service_role_key is None:
+        raise ConfigError(f"{URL_VARIABLE} is not set", variable=URL_VARIABLE)
     http_client = httpx.Client(http2=False, timeout=httpx.Timeout(settings.timeout))
     options = ClientOptions(
         httpx_client=http_client,

@@ -43,6 +43,17 @@ class ConfigError(AgentEngineError):
         self.variable = variable
 
 
+class MigrationError(AgentEngineError):
+    """Migrations could not be applied (a failing statement, or an applied file that changed)."""
+
+    def __init__(
+        self, message: str, *, migration: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.migration = migration
+        self.code = code
+
+
 class AgentConfigError(AgentEngineError):
     """An agent configuration is invalid; `problems` lists every problem, not just the first."""
 

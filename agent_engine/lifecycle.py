@@ -1,4 +1,4 @@
-"""Which status changes a session may go through.
+"""Which status changes a session may go through, and how long to wait before retrying one.
 
 closed is final. A paused or handed-off session can be resumed (a human hands the
 conversation back to the bot); moving to the status a session already has is allowed.
@@ -6,7 +6,12 @@ conversation back to the bot); moving to the status a session already has is all
 
 from __future__ import annotations
 
+import random
+
 from agent_engine.models import SessionStatus
+
+_BACKOFF_BASE_SECONDS = 0.01
+_BACKOFF_CAP_SECONDS = 0.5
 
 _ENTERED_FROM: dict[SessionStatus, frozenset[SessionStatus]] = {
     SessionStatus.ACTIVE: frozenset(
@@ -35,3 +40,13 @@ def statuses_leading_to(target: SessionStatus) -> tuple[str, ...]:
 def may_change_status(current: SessionStatus, target: SessionStatus) -> bool:
     """Whether a session in `current` may move to `target`."""
     return current in _ENTERED_FROM[target]
+
+
+def conflict_backoff(attempt: int) -> float:
+    """Seconds to sleep after the `attempt`-th version conflict ("full jitter").
+
+    A random share of an exponentially growing window, so writers that collided on one
+    session spread out instead of colliding again in lockstep.
+    """
+    window = min(_BACKOFF_CAP_SECONDS, _BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(0, window)  # noqa: S311 (jitter, not cryptography)

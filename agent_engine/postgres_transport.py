@@ -39,9 +39,6 @@ from agent_engine.transport import (
     Update,
 )
 
-DEFAULT_POOL_SIZE = 4
-"""Supabase advises a few connections per process; raise it for many threads per process."""
-
 Parameter = str | list[str] | None
 
 _PARENT = sql.Identifier("t")
@@ -56,9 +53,7 @@ class PostgresTransport:
         self._owns_pool = owns_pool
 
     @classmethod
-    def connect(
-        cls, dsn: str, *, pool_size: int = DEFAULT_POOL_SIZE, timeout: float = 10.0
-    ) -> PostgresTransport:
+    def connect(cls, dsn: str, *, pool_size: int, timeout: float = 10.0) -> PostgresTransport:
         """Open a pool of at most `pool_size` connections to `dsn` (the DSN is never logged).
 
         `timeout` bounds the wait for a free connection and the connection attempt.

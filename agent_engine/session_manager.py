@@ -8,7 +8,8 @@ another workspace is SessionNotFoundError, never data.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -18,7 +19,9 @@ from pydantic import JsonValue, TypeAdapter
 from supabase import Client
 
 from agent_engine import operations
-from agent_engine.config import Settings, create_admin_client
+from agent_engine.config import DEFAULT_POOL_SIZE, Settings, create_admin_client
+from agent_engine.errors import VersionConflictError
+from agent_engine.lifecycle import conflict_backoff
 from agent_engine.models import (
     AgentSession,
     AgentSessionWithState,
@@ -41,6 +44,7 @@ from agent_engine.transport import Transport
 
 T = TypeVar("T")
 
+
 _CAPTURED_DATA = TypeAdapter(dict[str, JsonValue])
 
 
@@ -60,14 +64,47 @@ class SessionManager:
         self._registry = registry
 
     @classmethod
-    def from_env(cls, *, registry: AgentRegistry | None = None) -> SessionManager:
-        """A manager on the Supabase project named by SUPABASE_URL and the service key.
+    def from_env(
+        cls, *, registry: AgentRegistry | None = None, settings: Settings | None = None
+    ) -> SessionManager:
+        """A manager configured from the environment (or `settings`).
 
-        Raises ConfigError if the variables are missing or the key is not a service key.
-        The manager owns its client: `close()` releases its connections.
+        With SUPABASE_URL and a service key: through the Supabase project. Otherwise with
+        DATABASE_URL: directly on Postgres (see from_postgres). Raises ConfigError if neither
+        is usable. The manager owns its connections: `close()` releases them.
         """
-        client = create_admin_client(Settings.from_env())
+        settings = settings if settings is not None else Settings.from_env()
+        if settings.supabase_url is None and settings.database_url is not None:
+            return cls.from_postgres(
+                settings.database_url.get_secret_value(),
+                registry=registry,
+                pool_size=settings.pool_size,
+                timeout=settings.timeout,
+            )
+        client = create_admin_client(settings)
         return cls(PostgrestTransport(client, owns_client=True), registry=registry)
+
+    @classmethod
+    def from_postgres(
+        cls,
+        dsn: str,
+        *,
+        registry: AgentRegistry | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = 10.0,
+    ) -> SessionManager:
+        """A manager that talks to Postgres directly through a psycopg 3 connection pool.
+
+        `dsn`: the direct connection string or Supabase's pooler (Supavisor, transaction mode
+        on port 6543 included: prepared statements are off). Same API, same SQL functions,
+        same errors (SQLSTATE kept) as the Supabase path; one statement per operation. Use
+        the manager as a context manager or call `close()` to close the pool. Needs the
+        `postgres` extra (psycopg and psycopg_pool).
+        """
+        from agent_engine.postgres_transport import PostgresTransport
+
+        transport = PostgresTransport.connect(dsn, pool_size=pool_size, timeout=timeout)
+        return cls(transport, registry=registry)
 
     @property
     def registry(self) -> AgentRegistry | None:
@@ -234,6 +271,39 @@ class SessionManager:
         return self.update_session_with_version(
             session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.ACTIVE
         )
+
+    def mutate_session(
+        self,
+        session_id: UUID | str,
+        change: Callable[[AgentSessionWithState], Mapping[str, Any] | None],
+        *,
+        workspace_id: UUID | str,
+        attempts: int = 5,
+    ) -> AgentSession:
+        """Read the session, apply `change`, write it guarded; retry on version conflicts.
+
+        `change(session)` returns the fields to set (`current_mode`, `status`,
+        `last_activity_at`), or None/{} to leave the session as it is (then the read session
+        is returned). On VersionConflictError it sleeps a jittered, growing backoff and
+        starts over from a fresh read, at most `attempts` times in all, then re-raises the
+        last conflict. `change` may run several times: keep it free of side effects.
+        """
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {attempts}")
+        for attempt in range(1, attempts + 1):
+            session = self.get_session(session_id, workspace_id=workspace_id)
+            fields = change(session)
+            if not fields:
+                return session
+            try:
+                return self.update_session_with_version(
+                    session.id, session.version, workspace_id=workspace_id, **fields
+                )
+            except VersionConflictError:
+                if attempt == attempts:
+                    raise
+                time.sleep(conflict_backoff(attempt))
+        raise AssertionError("unreachable: the loop returns or raises")
 
     # State
 

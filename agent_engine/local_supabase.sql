@@ -1,4 +1,6 @@
--- Supabase's API roles and auth helpers, reproduced for the database tests.
+-- Supabase's API roles and auth helpers, reproduced on a plain PostgreSQL server for the
+-- database tests and the demo (`python -m agent_engine migrate --local-supabase-roles`).
+-- Never run it on a Supabase project: those roles already exist there.
 --
 -- Roles are cluster-wide and a shared server keeps them between runs (and may be creating
 -- them in a concurrent run), so each is created only when missing, a concurrent creation is

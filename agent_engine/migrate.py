@@ -1,0 +1,143 @@
+"""Apply the packaged SQL migrations to a database, or copy them into a Supabase project.
+
+The wheel carries the same files as the repository's supabase/migrations. `apply_migrations`
+runs the ones not yet applied, in name order, each in its own transaction together with its
+record in `agent_engine.schema_migrations`, under an advisory lock so concurrent deployers
+do not apply a file twice. Needs the `postgres` extra (psycopg). Apply either with this or
+with the Supabase CLI (`export_migrations`, then `supabase db push`), not both: each keeps
+its own record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from agent_engine.errors import MigrationError
+
+_PACKAGE = "agent_engine"
+_MIGRATIONS_FOLDER = "migrations"
+_LOCAL_SUPABASE_FILE = "local_supabase.sql"
+_LOCK_KEY = "agent_engine.migrate"
+_RECORD_TABLE_DDL = """
+create schema if not exists agent_engine;
+create table if not exists agent_engine.schema_migrations (
+    version text primary key,
+    checksum text not null,
+    applied_at timestamptz not null default now()
+);
+comment on table agent_engine.schema_migrations is
+    'Migrations applied by python -m agent_engine migrate (file name and sha256).';
+revoke all on schema agent_engine from public;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One packaged migration file."""
+
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of the file, to notice an applied migration that was edited afterwards."""
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def packaged_migrations() -> list[Migration]:
+    """The migrations shipped with the package, in the order they apply."""
+    folder = resources.files(_PACKAGE) / _MIGRATIONS_FOLDER
+    files: list[Traversable] = sorted(
+        (entry for entry in folder.iterdir() if entry.name.endswith(".sql")),
+        key=lambda entry: entry.name,
+    )
+    return [Migration(entry.name, entry.read_text(encoding="utf-8")) for entry in files]
+
+
+def local_supabase_sql() -> str:
+    """SQL that creates Supabase's API roles and auth helpers on a plain PostgreSQL."""
+    return (resources.files(_PACKAGE) / _LOCAL_SUPABASE_FILE).read_text(encoding="utf-8")
+
+
+def export_migrations(directory: str | Path) -> list[Path]:
+    """Copy the migrations into `directory` (e.g. your app's supabase/migrations).
+
+    Existing files with the same name are overwritten only if they differ. Returns the
+    paths written or already up to date.
+    """
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for migration in packaged_migrations():
+        path = target / migration.name
+        if not path.exists() or path.read_text(encoding="utf-8") != migration.sql:
+            path.write_text(migration.sql, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def apply_migrations(dsn: str, *, local_supabase_roles: bool = False) -> list[str]:
+    """Apply the packaged migrations not yet recorded in `dsn`; returns the names applied.
+
+    Idempotent: running it again applies nothing. `local_supabase_roles` first creates
+    Supabase's roles (anon, authenticated, service_role...) on a plain PostgreSQL; never use
+    it on a Supabase project. Raises MigrationError (with the SQLSTATE) if a statement fails,
+    or if an applied migration's file has changed since. Needs the `postgres` extra.
+    """
+    applied: list[str] = []
+    current: str | None = None
+    try:
+        with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as connection:
+            with connection.transaction():
+                _lock(connection)
+                if local_supabase_roles:
+                    connection.execute(local_supabase_sql())
+                connection.execute(_RECORD_TABLE_DDL)
+            for migration in packaged_migrations():
+                current = migration.name
+                with connection.transaction():
+                    _lock(connection)
+                    if not _already_applied(connection, migration):
+                        connection.execute(migration.sql)
+                        connection.execute(
+                            "insert into agent_engine.schema_migrations (version, checksum)"
+                            " values (%s, %s)",
+                            (migration.name, migration.checksum),
+                        )
+                        applied.append(migration.name)
+    except psycopg.Error as error:
+        where = f"migration {current}" if current else "preparing the migrations table"
+        raise MigrationError(
+            f"{where} failed: {error.diag.message_primary or type(error).__name__}",
+            migration=current,
+            code=error.sqlstate,
+        ) from error
+    return applied
+
+
+def _lock(connection: psycopg.Connection[Any]) -> None:
+    # Held to the end of the transaction: concurrent deployers apply one after the other.
+    connection.execute("select pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))
+
+
+def _already_applied(connection: psycopg.Connection[Any], migration: Migration) -> bool:
+    row = connection.execute(
+        "select checksum from agent_engine.schema_migrations where version = %s",
+        (migration.name,),
+    ).fetchone()
+    if row is None:
+        return False
+    if row[0] != migration.checksum:
+        raise MigrationError(
+            f"migration {migration.name} was applied but its file has changed since; "
+            "write a new migration instead of editing an applied one",
+            migration=migration.name,
+        )
+    return True

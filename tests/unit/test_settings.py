@@ -30,6 +30,7 @@ SECRET_KEY = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
 def test_service_role_jwt_and_secret_key_are_accepted(key: str) -> None:
     settings = Settings(supabase_url=URL, supabase_service_role_key=key)
 
+    assert settings.supabase_service_role_key is not None
     assert settings.supabase_service_role_key.get_secret_value() == key
 
 
@@ -80,6 +81,7 @@ def test_from_env_reads_the_secret_key_variable_when_the_service_role_one_is_abs
         dotenv_path=None,
     )
 
+    assert settings.supabase_service_role_key is not None
     assert settings.supabase_service_role_key.get_secret_value() == SECRET_KEY
     assert settings.timeout == 2.5
 
@@ -126,6 +128,7 @@ def test_dotenv_fills_what_the_environment_does_not_set(tmp_path: Path) -> None:
     settings = Settings.from_env({"SUPABASE_URL": URL}, dotenv_path=dotenv)
 
     assert settings.supabase_url == URL
+    assert settings.supabase_service_role_key is not None
     assert settings.supabase_service_role_key.get_secret_value() == SECRET_KEY
 
 
@@ -151,3 +154,30 @@ def test_admin_client_uses_http1_a_real_timeout_and_the_key_in_both_headers(
     assert client.postgrest.headers["apikey"] == SECRET_KEY
     assert client.postgrest.headers["Authorization"] == f"Bearer {SECRET_KEY}"
     assert SECRET_KEY not in caplog.text
+
+
+def test_database_url_alone_configures_the_direct_backend_and_stays_secret() -> None:
+    dsn = "postgresql://postgres:hunter2-secret@db.abcdefghijklmnop.supabase.co:5432/postgres"
+
+    settings = Settings.from_env(
+        {"DATABASE_URL": dsn, "AGENT_ENGINE_POOL_SIZE": "6"}, dotenv_path=None
+    )
+
+    assert settings.supabase_url is None
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == dsn
+    assert settings.pool_size == 6
+    assert "hunter2-secret" not in repr(settings)
+
+
+def test_neither_supabase_nor_database_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        Settings.from_env({}, dotenv_path=None)
+
+
+def test_a_database_url_that_is_not_postgres_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings(database_url="mysql://root:pw-secret@localhost/db")
+
+    assert raised.value.variable == "DATABASE_URL"
+    assert "pw-secret" not in str(raised.value)

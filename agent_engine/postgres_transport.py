@@ -53,10 +53,19 @@ class PostgresTransport:
         self._owns_pool = owns_pool
 
     @classmethod
-    def connect(cls, dsn: str, *, pool_size: int, timeout: float = 10.0) -> PostgresTransport:
+    def connect(
+        cls,
+        dsn: str,
+        *,
+        pool_size: int,
+        timeout: float = 10.0,
+        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+    ) -> PostgresTransport:
         """Open a pool of at most `pool_size` connections to `dsn` (the DSN is never logged).
 
         `timeout` bounds the wait for a free connection and the connection attempt.
+        `connection_class` lets instrumentation (benchmarks counting round trips) wrap the
+        connections without changing how they are configured.
         """
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
@@ -65,6 +74,7 @@ class PostgresTransport:
             min_size=1,
             max_size=pool_size,
             timeout=timeout,
+            connection_class=connection_class,
             kwargs={
                 "autocommit": True,
                 "prepare_threshold": None,

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit test-db lint typecheck check clean
+.PHONY: setup demo test test-unit test-db bench lint typecheck clean
 
 setup: $(STAMP)
 
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+## demo: set up, then play a scripted conversation on an embedded PostgreSQL (no config needed)
+demo: setup
+	$(BIN)/python -m demo
 
 ## test: set up the virtualenv, then run lint, type checks and all tests (unit + database)
 test: setup lint typecheck
@@ -23,6 +27,10 @@ test-unit: setup
 
 test-db: setup
 	$(BIN)/python -m pytest tests/db
+
+## bench: latency, throughput, round trips and contention on the direct Postgres backend
+bench: setup
+	$(BIN)/python -m benchmarks.run
 
 lint: setup
 	$(BIN)/ruff check .

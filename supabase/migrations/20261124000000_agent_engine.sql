@@ -328,23 +328,7 @@ as $$
 declare
     v_attempts constant integer := 3;
     v_result jsonb;
-    v_session public.agent_sessions;
-    v_state public.session_state;
 begin
-    if p_workspace_id is null or p_conversation_id is null
-        or p_agent_id is null or p_current_mode is null then
-        raise exception 'workspace_id, agent_id, conversation_id and current_mode are required'
-            using errcode = '22023';
-    end if;
-    if jsonb_typeof(p_intents_seen) is distinct from 'array'
-        or jsonb_typeof(p_templates_sent) is distinct from 'array' then
-        raise exception 'intents_seen and templates_sent must be JSON arrays'
-            using errcode = '22023';
-    end if;
-    if jsonb_typeof(p_captured_data) is distinct from 'object' then
-        raise exception 'captured_data must be a JSON object' using errcode = '22023';
-    end if;
-
     for v_attempt in 1..v_attempts loop
         -- Each statement takes a fresh snapshot (read committed), so after a lost insert
         -- race this sees the winner's committed session.
@@ -361,24 +345,17 @@ begin
             return v_result;
         end if;
 
-        -- A concurrent insert of the same active session makes this wait for that
-        -- transaction; if it commits, nothing is inserted and the loop reads its row.
-        insert into public.agent_sessions (workspace_id, agent_id, conversation_id,
-                                           contact_id, current_mode)
-        values (p_workspace_id, p_agent_id, p_conversation_id, p_contact_id, p_current_mode)
-        on conflict (workspace_id, conversation_id, agent_id) where status = 'active'
-        do nothing
-        returning * into v_session;
-
-        if found then
-            insert into public.session_state (session_id, workspace_id, intents_seen,
-                                              templates_sent, captured_data)
-            values (v_session.id, v_session.workspace_id, p_intents_seen, p_templates_sent,
-                    p_captured_data)
-            returning * into v_state;
-            return to_jsonb(v_session) || jsonb_build_object('session_state', to_jsonb(v_state));
-        end if;
-        -- The winner's session was closed before we could read it: try again.
+        -- A concurrent creator of the same active session makes the insert wait for its
+        -- transaction; if that commits, the unique index refuses ours (23505) and the next
+        -- round reads the winner. Only the one-active-session index can conflict here.
+        begin
+            return public.agent_engine_create_session(
+                p_workspace_id, p_agent_id, p_conversation_id, p_current_mode, p_contact_id,
+                p_intents_seen, p_templates_sent, p_captured_data);
+        exception when unique_violation then
+            null;
+        end;
+        -- Lost the race; if the winner's session is already closed again, try anew.
     end loop;
 
     raise exception 'could not get or create the active session of conversation % for agent % '
@@ -394,10 +371,10 @@ comment on function public.agent_engine_get_or_create_session(
     uuid, text, uuid, text, uuid, jsonb, jsonb, jsonb
 ) is
     'Returns the active session of the conversation for the agent, with its state under '
-    '"session_state", creating both if there is none. Safe under concurrent callers: all get '
-    'the same session (insert ... on conflict do nothing, then read again, at most 3 times; '
-    'then 40001). The state arguments only apply to a session it creates. Raises 22023 like '
-    'public.agent_engine_create_session.';
+    '"session_state", creating both through public.agent_engine_create_session if there is '
+    'none (same checks, same errors). Safe under concurrent callers: all get the same session '
+    '(a lost insert race is read again, at most 3 times; then 40001). The state arguments '
+    'only apply to a session it creates.';
 
 
 -- ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from agent_engine import AgentRegistry, SessionManager, Settings
 from agent_engine.local_postgres import LocalPostgres
-from agent_engine.migrate import apply_migrations
+from agent_engine.migrate import apply_migrations, packaged_migrations
 
 DEFAULT_DATA_DIRECTORY = Path(__file__).resolve().parent.parent / ".cache" / "demo-postgres"
 
@@ -50,14 +53,39 @@ def open_backend(registry: AgentRegistry) -> Iterator[Backend]:
     data_directory = Path(os.environ.get("AGENT_ENGINE_DEMO_DIR", DEFAULT_DATA_DIRECTORY))
     reused = (data_directory / "PG_VERSION").exists()
     with LocalPostgres(data_directory, cleanup="stop") as server:
-        applied = _migrate(server.dsn)
-        with SessionManager.from_postgres(server.dsn, registry=registry) as manager:
+        dsn = _demo_database(server.dsn)
+        applied = _migrate(dsn)
+        with SessionManager.from_postgres(dsn, registry=registry) as manager:
             state = "reused" if reused else "created"
             yield Backend(
                 manager,
                 f"embedded {_server_version(server.dsn)}, data {state} in {data_directory}; "
                 f"{applied}",
             )
+
+
+def _demo_database(server_dsn: str) -> str:
+    """The demo's database for the current migrations, created on first use.
+
+    Named after the migrations' checksums: after an upgrade that changed them the demo
+    starts on a fresh database (and drops the stale ones) instead of refusing to run.
+    """
+    fingerprint = hashlib.sha256(
+        "".join(migration.checksum for migration in packaged_migrations()).encode()
+    ).hexdigest()[:12]
+    name = f"agent_engine_demo_{fingerprint}"
+    with psycopg.connect(server_dsn, autocommit=True) as connection:
+        existing = [
+            row[0]
+            for row in connection.execute(
+                "select datname from pg_database where datname like 'agent_engine_demo_%'"
+            )
+        ]
+        for stale in set(existing) - {name}:
+            connection.execute(sql.SQL("drop database {}").format(sql.Identifier(stale)))
+        if name not in existing:
+            connection.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return make_conninfo(server_dsn, dbname=name)
 
 
 def _migrate(dsn: str) -> str:

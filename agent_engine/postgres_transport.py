@@ -9,13 +9,19 @@ PostgREST does with JSON values.
 
 Behind Supabase's pooler in transaction mode (port 6543) server-side prepared statements
 break ("prepared statement ... already exists"), so they are off (`prepare_threshold=None`;
-0 would prepare everything). A connection is checked on checkout, so one the pooler or the
-server dropped is replaced instead of handed out.
+0 would prepare everything). A connection that sat idle in the pool is checked on checkout,
+so one the pooler or the server dropped meanwhile is replaced instead of handed out; one
+reused within `check_idle_after` seconds is not pinged, which keeps a busy caller at one
+round trip per operation (a connection broken in that window fails its statement with a
+retryable error and is discarded).
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +51,34 @@ _PARENT = sql.Identifier("t")
 _CHILD = sql.Identifier("c")
 
 
+class IdleConnectionCheck:
+    """The pool's checkout check, run only on connections idle for `idle_after` seconds.
+
+    psycopg_pool's own check pings every checkout: one more round trip per operation.
+    Connections are stamped when the pool takes them back (its `reset` hook); a fresh
+    connection or one back within `idle_after` is handed out without a ping.
+    """
+
+    def __init__(self, idle_after: float) -> None:
+        self._idle_after = idle_after
+        self._lock = threading.Lock()
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def returned(self, connection: psycopg.Connection[Any]) -> None:
+        """Pool `reset` hook: remember when the connection went back to the pool."""
+        with self._lock:
+            self._returned_at[connection] = time.monotonic()
+
+    def check(self, connection: psycopg.Connection[Any]) -> None:
+        """Pool `check` hook: ping the connection if it has been idle long enough."""
+        with self._lock:
+            returned_at = self._returned_at.get(connection)
+        if returned_at is not None and time.monotonic() - returned_at >= self._idle_after:
+            ConnectionPool.check_connection(connection)
+
+
 class PostgresTransport:
     """The direct Postgres transport over a psycopg_pool.ConnectionPool. Thread-safe."""
 
@@ -59,16 +93,20 @@ class PostgresTransport:
         *,
         pool_size: int,
         timeout: float = 10.0,
+        check_idle_after: float = 1.0,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
     ) -> PostgresTransport:
         """Open a pool of at most `pool_size` connections to `dsn` (the DSN is never logged).
 
         `timeout` bounds the wait for a free connection and the connection attempt.
+        `check_idle_after`: connections idle in the pool at least this long (seconds) are
+        pinged on checkout; 0 pings every checkout (one more round trip per operation).
         `connection_class` lets instrumentation (benchmarks counting round trips) wrap the
         connections without changing how they are configured.
         """
         if pool_size < 1:
             raise ValueError(f"pool_size must be at least 1, got {pool_size}")
+        idle_check = IdleConnectionCheck(check_idle_after)
         pool: ConnectionPool[Any] = ConnectionPool(
             dsn,
             min_size=1,
@@ -80,7 +118,8 @@ class PostgresTransport:
                 "prepare_threshold": None,
                 "connect_timeout": max(1, round(timeout)),
             },
-            check=ConnectionPool.check_connection,
+            check=idle_check.check,
+            reset=idle_check.returned,
             name="agent_engine",
             open=True,
         )

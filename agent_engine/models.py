@@ -183,16 +183,20 @@ class SessionChanges(_Input):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+POSTGRES_INTEGER_MAX = 2_147_483_647
+"""turn_number and a turn's tokens_used are Postgres `integer` columns."""
+
+
 class NewTurn(_Input):
     """The validated arguments of add_turn."""
 
     role: TurnRole
     content: NonEmptyText
-    turn_number: int | None = Field(default=None, ge=1)
+    turn_number: int | None = Field(default=None, ge=1, le=POSTGRES_INTEGER_MAX)
     intent_detected: NonEmptyName | None = None
     confidence: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
     tools_called: tuple[ToolCallRecord, ...] = ()
-    tokens_used: int = Field(default=0, ge=0)
+    tokens_used: int = Field(default=0, ge=0, le=POSTGRES_INTEGER_MAX)
     idempotency_key: NonEmptyName | None = None
 
 

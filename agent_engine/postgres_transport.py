@@ -55,8 +55,9 @@ class IdleConnectionCheck:
     """The pool's checkout check, run only on connections idle for `idle_after` seconds.
 
     psycopg_pool's own check pings every checkout: one more round trip per operation.
-    Connections are stamped when the pool takes them back (its `reset` hook); a fresh
-    connection or one back within `idle_after` is handed out without a ping.
+    The transport stamps each connection as it gives it back (not the pool's `reset` hook,
+    which would move every return onto a worker thread); a fresh connection or one back
+    within `idle_after` is handed out without a ping.
     """
 
     def __init__(self, idle_after: float) -> None:
@@ -67,7 +68,7 @@ class IdleConnectionCheck:
         )
 
     def returned(self, connection: psycopg.Connection[Any]) -> None:
-        """Pool `reset` hook: remember when the connection went back to the pool."""
+        """Remember when the connection went back to the pool."""
         with self._lock:
             self._returned_at[connection] = time.monotonic()
 
@@ -82,9 +83,16 @@ class IdleConnectionCheck:
 class PostgresTransport:
     """The direct Postgres transport over a psycopg_pool.ConnectionPool. Thread-safe."""
 
-    def __init__(self, pool: ConnectionPool[Any], *, owns_pool: bool = False) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool[Any],
+        *,
+        owns_pool: bool = False,
+        idle_check: IdleConnectionCheck | None = None,
+    ) -> None:
         self._pool = pool
         self._owns_pool = owns_pool
+        self._idle_check = idle_check
 
     @classmethod
     def connect(
@@ -119,18 +127,21 @@ class PostgresTransport:
                 "connect_timeout": max(1, round(timeout)),
             },
             check=idle_check.check,
-            reset=idle_check.returned,
             name="agent_engine",
             open=True,
         )
-        return cls(pool, owns_pool=True)
+        return cls(pool, owns_pool=True, idle_check=idle_check)
 
     def execute(self, request: Request) -> JSON | Failure:
         """Run `request` as one statement; database and connection errors become a Failure."""
         statement, parameters = compile_request(request)
         try:
             with self._pool.connection() as connection:
-                rows = connection.execute(statement, parameters).fetchmany(2)
+                try:
+                    rows = connection.execute(statement, parameters).fetchmany(2)
+                finally:
+                    if self._idle_check is not None:
+                        self._idle_check.returned(connection)
         except PoolTimeout as error:
             return Failure(
                 code=None,

@@ -399,3 +399,11 @@ def session(service: PostgrestConnection, workspace_id: uuid.UUID) -> dict[str, 
         p_current_mode="greeting",
     )
     return created
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/db needs the database: mark it `db` (CI checks they ran)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.db)

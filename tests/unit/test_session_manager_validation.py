@@ -103,6 +103,8 @@ INVALID_CALLS: dict[str, ManagerCall] = {
     "whitespace content": _add_turn(content="   "),
     "newline-and-tab content": _add_turn(content="\n\t"),
     "turn_number 0": _add_turn(turn_number=0),
+    "turn_number beyond a Postgres integer": _add_turn(turn_number=2**31),
+    "tokens_used beyond a Postgres integer": _add_turn(tokens_used=2**31),
     "empty intent_detected": _add_turn(intent_detected=" "),
     "tool call without name": _add_turn(tools_called=[{"name": "", "input": {}}]),
     "get_turns limit 0": lambda manager, ids: manager.get_turns(

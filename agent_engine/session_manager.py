@@ -92,18 +92,23 @@ class SessionManager:
         registry: AgentRegistry | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         timeout: float = 10.0,
+        check_idle_after: float = 1.0,
     ) -> SessionManager:
         """A manager that talks to Postgres directly through a psycopg 3 connection pool.
 
         `dsn`: the direct connection string or Supabase's pooler (Supavisor, transaction mode
         on port 6543 included: prepared statements are off). Same API, same SQL functions,
-        same errors (SQLSTATE kept) as the Supabase path; one statement per operation. Use
-        the manager as a context manager or call `close()` to close the pool. Needs the
-        `postgres` extra (psycopg and psycopg_pool).
+        same errors (SQLSTATE kept) as the Supabase path; one statement per operation. A
+        connection idle in the pool for `check_idle_after` seconds or more is pinged before
+        use (0: every checkout, at one more round trip per operation). Use the manager as a
+        context manager or call `close()` to close the pool. Needs the `postgres` extra
+        (psycopg and psycopg_pool).
         """
         from agent_engine.postgres_transport import PostgresTransport
 
-        transport = PostgresTransport.connect(dsn, pool_size=pool_size, timeout=timeout)
+        transport = PostgresTransport.connect(
+            dsn, pool_size=pool_size, timeout=timeout, check_idle_after=check_idle_after
+        )
         return cls(transport, registry=registry)
 
     @property

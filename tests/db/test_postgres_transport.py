@@ -7,6 +7,7 @@ import uuid
 from typing import Any, ClassVar
 
 import psycopg
+import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent_engine import SessionManager
@@ -97,3 +98,22 @@ def test_a_connection_dropped_while_idle_is_replaced_not_handed_out(database: Da
         assert manager.get_turn_count(session_id, workspace_id=workspace) == 0
         assert terminated == [(True,)]
         assert CountingConnection.pings == 1
+
+
+def test_from_postgres_with_no_idle_window_pings_every_checkout(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connect = PostgresTransport.connect.__func__  # type: ignore[attr-defined]
+
+    def counting_connect(cls: type[PostgresTransport], /, dsn: str, **options: Any) -> Any:
+        return connect(cls, dsn, connection_class=CountingConnection, **options)
+
+    monkeypatch.setattr(PostgresTransport, "connect", classmethod(counting_connect))
+    with SessionManager.from_postgres(database.dsn, pool_size=1, check_idle_after=0) as manager:
+        session_id, workspace = new_session(manager)
+        CountingConnection.reset_counts()
+
+        manager.get_turn_count(session_id, workspace_id=workspace)
+        manager.get_turn_count(session_id, workspace_id=workspace)
+
+        assert (CountingConnection.statements, CountingConnection.pings) == (2, 2)

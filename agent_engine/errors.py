@@ -142,6 +142,39 @@ class VersionConflictError(SessionError):
         self.actual_version = actual_version
 
 
+class IdempotencyConflictError(SessionError):
+    """add_turn got an idempotency key already stored for a different turn.
+
+    The same key with the same turn returns the stored turn; with a different role,
+    content, tokens, tool calls, intent, confidence or explicit turn_number it is this error
+    (the rule payment APIs follow): nothing was changed. Not retryable: a new message needs a
+    new key. `stored_turn_number` is the number of the turn the key belongs to.
+    """
+
+    def __init__(
+        self,
+        session_id: UUID,
+        workspace_id: UUID,
+        *,
+        idempotency_key: str | None,
+        stored_turn_number: int | None,
+        code: str | None = None,
+        details: str | None = None,
+    ) -> None:
+        stored = f"turn {stored_turn_number}" if stored_turn_number is not None else "a turn"
+        super().__init__(
+            f"idempotency key {idempotency_key!r} is already stored for {stored} of session "
+            f"{session_id} in workspace {workspace_id} with different values; a new message "
+            "needs a new key",
+            session_id=session_id,
+            workspace_id=workspace_id,
+            code=code,
+            details=details,
+        )
+        self.idempotency_key = idempotency_key
+        self.stored_turn_number = stored_turn_number
+
+
 class SessionAlreadyActiveError(SessionError):
     """An active session already exists for this conversation and agent.
 

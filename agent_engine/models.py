@@ -3,11 +3,17 @@
 Records parse the JSON rows that both transports return (PostgREST renders rows with
 Postgres's own JSON functions, and the direct transport asks Postgres for the same JSON), so
 one model per record serves every transport. Inputs are validated before any request is
-sent: a bad UUID, a negative token count or an empty turn never reaches the database.
+sent, each rule once, here: whatever an input model accepts, Postgres stores and returns
+exactly (text without U+0000 or lone surrogates, JSON numbers that survive the round trip,
+integers inside their column's range, identifiers short enough for their indexes, aware
+datetimes); whatever it refuses raises pydantic's ValidationError (a ValueError) naming the
+field, and nothing reaches the wire.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -16,12 +22,50 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     JsonValue,
+    PlainValidator,
+    Strict,
     StringConstraints,
 )
+
+IDENTIFIER_MAX_LENGTH = 255
+"""Characters in an agent id, mode, intent, template or tool name, intent_detected or
+idempotency key: at most 1,020 bytes of UTF-8, well inside a btree index entry (about 2,700
+bytes), and the limit payment APIs put on idempotency keys."""
+
+POSTGRES_INTEGER_MAX = 2_147_483_647
+"""turn_number, version and a turn's tokens_used are Postgres `integer` columns."""
+
+MAX_EXPLICIT_TURN_NUMBER = 1_000_000_000
+"""The highest turn_number a caller may choose. Automatic numbering continues after the
+highest stored number, so a caller-chosen 2**31 - 1 would make every later add_turn fail
+(integer out of range); this bound leaves over a billion numbers after it. The SQL function
+enforces the same bound for other callers."""
+
+JSON_SAFE_INTEGER = 2**53 - 1
+"""The largest magnitude a JSON number may have (I-JSON, RFC 7493): JavaScript readers
+(supabase-js, Realtime) lose precision beyond it, and a larger float would come back from
+Postgres's exact numeric as a different integer."""
+
+JSON_MAX_DEPTH = 32
+"""How many arrays and objects deep a JSON value (captured data, a tool's input or result)
+may nest, the outermost one included."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable_text(value: str) -> str:
+    """Refuse text that Postgres text and jsonb cannot hold (U+0000, lone surrogates)."""
+    if "\x00" in value:
+        raise ValueError("contains U+0000 (NUL), which Postgres text and jsonb cannot store")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise ValueError("contains a lone surrogate (U+D800..U+DFFF), which is not valid Unicode")
+    return value
 
 
 def _has_text(value: str) -> str:
@@ -30,9 +74,84 @@ def _has_text(value: str) -> str:
     return value
 
 
-NonEmptyText = Annotated[str, AfterValidator(_has_text)]
-"""Text kept as given (a message's spacing matters) that must not be blank."""
-NonEmptyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+def _json_value(value: Any, path: str = "$", depth: int = 0) -> Any:
+    """Check a JSON value in place: types, text, finite numbers in the safe range, depth."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return _storable_text(value)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{path}: {value} is not a JSON number")
+        if abs(value) > JSON_SAFE_INTEGER:
+            raise ValueError(
+                f"{path}: {value} is outside the JSON safe range +/-{JSON_SAFE_INTEGER} "
+                "(store larger numbers as strings)"
+            )
+        return value
+    if depth >= JSON_MAX_DEPTH:
+        raise ValueError(f"{path}: nested deeper than {JSON_MAX_DEPTH} levels")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _json_value(item, f"{path}[{index}]", depth + 1)
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"{path}: object key {key!r} is not a string")
+            try:
+                _storable_text(key)
+            except ValueError as error:
+                raise ValueError(f"{path}: object key {key!r} {error}") from None
+            _json_value(item, f"{path}.{key}", depth + 1)
+        return value
+    raise ValueError(f"{path}: a {type(value).__name__} is not a JSON value")
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a mapping (a JSON object), got {type(value).__name__}")
+    checked: dict[str, Any] = _json_value(value)
+    return checked
+
+
+def _unique(values: list[str]) -> list[str]:
+    # A template list has set semantics, like add_template_sent: the first sighting counts.
+    return list(dict.fromkeys(values))
+
+
+StorableText = Annotated[str, Strict(), AfterValidator(_storable_text)]
+NonEmptyText = Annotated[StorableText, AfterValidator(_has_text)]
+"""Text kept exactly as given (a message's spacing matters) that must not be blank."""
+Identifier = Annotated[
+    str,
+    Strict(),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=IDENTIFIER_MAX_LENGTH),
+    AfterValidator(_storable_text),
+]
+"""A name (agent, mode, intent, template, tool): surrounding whitespace removed, not blank."""
+IdempotencyKey = Annotated[
+    str,
+    Strict(),
+    StringConstraints(min_length=1, max_length=IDENTIFIER_MAX_LENGTH),
+    AfterValidator(_has_text),
+    AfterValidator(_storable_text),
+]
+"""A caller's idempotency key, kept exactly as given: keys differing by a space are two keys."""
+JsonData = Annotated[JsonValue, PlainValidator(_json_value)]
+"""Any JSON value that round-trips exactly (see `_json_value`)."""
+JsonObject = Annotated[dict[str, JsonValue], PlainValidator(_json_object)]
+"""A JSON object that round-trips exactly."""
+TemplateNames = Annotated[list[Identifier], AfterValidator(_unique)]
+"""Template names, each once, in the order first given."""
+TokenCount = Annotated[int, Strict(), Field(ge=0, le=POSTGRES_INTEGER_MAX)]
+TurnNumber = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPLICIT_TURN_NUMBER)]
+ExpectedVersion = Annotated[int, Strict(), Field(ge=1, le=POSTGRES_INTEGER_MAX - 1)]
+"""A version a guarded update may expect: it writes version + 1, which must fit the column."""
+Confidence = Annotated[float, Strict(), Field(ge=0, le=100, allow_inf_nan=False)]
 
 
 class SessionStatus(StrEnum):
@@ -54,25 +173,37 @@ class TurnRole(StrEnum):
 
 
 class _Record(BaseModel):
+    # A table row: columns a later migration adds must not break an older library.
     model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class _Element(BaseModel):
+    # An element of a JSON array the library writes itself: an unknown key is a caller's
+    # mistake (a typo would be dropped silently), never a newer schema.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class _Input(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class IntentRecord(_Record):
+def _record_as_mapping(value: Any) -> Any:
+    # A record given back as input (say, a ToolCallRecord) is checked like a mapping.
+    return value.model_dump() if isinstance(value, _Element) else value
+
+
+class IntentRecord(_Element):
     """One intent seen in a session; `order` is 1, 2, 3... in the order the database stored them."""
 
-    intent: NonEmptyName
-    order: int = Field(ge=1)
+    intent: str
+    order: int
     seen_at: datetime
 
 
-class ToolCallRecord(_Record):
+class ToolCallRecord(_Element):
     """One tool call made during a turn: its name, the input it got and the result it gave."""
 
-    name: NonEmptyName
+    name: str
     input: JsonValue = None
     result: JsonValue = None
 
@@ -133,6 +264,25 @@ class AgentTurn(_Record):
     created_at: datetime
 
 
+# Inputs
+
+
+class NewIntentRecord(_Input):
+    """An intent record given whole (update_state, initial_state)."""
+
+    intent: Identifier
+    order: Annotated[int, Strict(), Field(ge=1, le=JSON_SAFE_INTEGER)]
+    seen_at: AwareDatetime
+
+
+class NewToolCall(_Input):
+    """A tool call given to add_turn (a mapping or a ToolCallRecord): no other keys."""
+
+    name: Identifier
+    input: JsonData = None
+    result: JsonData = None
+
+
 class SessionScope(_Input):
     """The pair every session operation is filtered by: a session inside a workspace."""
 
@@ -145,46 +295,72 @@ class ConversationKey(_Input):
 
     workspace_id: UUID
     conversation_id: UUID
-    agent_id: NonEmptyName
+    agent_id: Identifier
+
+
+class StateChanges(_Input):
+    """Whole-field replacements for a session's state; only the fields given are written."""
+
+    intents_seen: list[Annotated[NewIntentRecord, BeforeValidator(_record_as_mapping)]] = Field(
+        default_factory=list
+    )
+    templates_sent: TemplateNames = Field(default_factory=list)
+    captured_data: JsonObject = Field(default_factory=dict)
+
+    def as_row(self) -> dict[str, Any]:
+        """The given fields as JSON-ready column values."""
+        if not self.model_fields_set:
+            return {}
+        return self.model_dump(mode="json", include=self.model_fields_set)
+
+
+class AgentMode(_Input):
+    """An agent and, optionally, the mode a new session of it starts in."""
+
+    agent_id: Identifier
+    initial_mode: Identifier | None = None
 
 
 class NewSession(_Input):
     """The validated arguments of create_session and get_or_create_session."""
 
     workspace_id: UUID
-    agent_id: NonEmptyName
+    agent_id: Identifier
     conversation_id: UUID
     contact_id: UUID | None = None
-    current_mode: NonEmptyName
+    current_mode: Identifier = Field(validation_alias="initial_mode")
     initial_state: StateChanges
 
 
-class StateChanges(_Input):
-    """Whole-field replacements for a session's state; fields left out are not touched."""
-
-    intents_seen: list[IntentRecord] | None = None
-    templates_sent: list[NonEmptyName] | None = None
-    captured_data: dict[str, JsonValue] | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        """The given fields as JSON-ready column values."""
-        return self.model_dump(mode="json", exclude_none=True)
-
-
 class SessionChanges(_Input):
-    """The fields a version-guarded update may change; at least one must be given."""
+    """A version-guarded update: the version read, and at least one field to change."""
 
-    current_mode: NonEmptyName | None = None
+    expected_version: ExpectedVersion
+    current_mode: Identifier | None = None
     status: SessionStatus | None = None
-    last_activity_at: datetime | None = None
+    last_activity_at: AwareDatetime | None = None
 
     def as_row(self) -> dict[str, Any]:
-        """The given fields as JSON-ready column values."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The fields to change as JSON-ready column values (the version is not one)."""
+        return self.model_dump(mode="json", exclude_none=True, exclude={"expected_version"})
 
 
-POSTGRES_INTEGER_MAX = 2_147_483_647
-"""turn_number and a turn's tokens_used are Postgres `integer` columns."""
+class NewIntent(_Input):
+    """The argument of add_intent_seen."""
+
+    intent: Identifier
+
+
+class NewTemplate(_Input):
+    """The argument of add_template_sent."""
+
+    template_name: Identifier
+
+
+class CapturedDataChange(_Input):
+    """The argument of update_captured_data: top-level keys to set."""
+
+    data: JsonObject
 
 
 class NewTurn(_Input):
@@ -192,19 +368,22 @@ class NewTurn(_Input):
 
     role: TurnRole
     content: NonEmptyText
-    turn_number: int | None = Field(default=None, ge=1, le=POSTGRES_INTEGER_MAX)
-    intent_detected: NonEmptyName | None = None
-    confidence: float | None = Field(default=None, ge=0, le=100, allow_inf_nan=False)
-    tools_called: tuple[ToolCallRecord, ...] = ()
-    tokens_used: int = Field(default=0, ge=0, le=POSTGRES_INTEGER_MAX)
-    idempotency_key: NonEmptyName | None = None
+    turn_number: TurnNumber | None = None
+    intent_detected: Identifier | None = None
+    confidence: Confidence | None = None
+    tools_called: tuple[Annotated[NewToolCall, BeforeValidator(_record_as_mapping)], ...] = ()
+    tokens_used: TokenCount = 0
+    idempotency_key: IdempotencyKey | None = None
 
 
 class TurnPage(_Input):
     """Which turns get_turns reads: after `after_turn` (exclusive), at most `limit`."""
 
-    limit: int | None = Field(default=None, ge=1)
-    after_turn: int | None = Field(default=None, ge=0)
+    limit: Annotated[int, Strict(), Field(ge=1, le=POSTGRES_INTEGER_MAX)] | None = None
+    after_turn: Annotated[int, Strict(), Field(ge=0, le=POSTGRES_INTEGER_MAX)] | None = None
 
 
-NewSession.model_rebuild()
+class Retries(_Input):
+    """How many times mutate_session may read and write before giving up."""
+
+    attempts: Annotated[int, Strict(), Field(ge=1)]

@@ -8,17 +8,19 @@ every parser and every error decision.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue
 
 from agent_engine import schema
 from agent_engine.agent_config import AgentConfig
 from agent_engine.error_mapping import ErrorScope, translate
 from agent_engine.errors import (
     AgentEngineError,
+    IdempotencyConflictError,
     InvalidTransitionError,
     SessionAlreadyActiveError,
     SessionError,
@@ -29,8 +31,11 @@ from agent_engine.models import (
     AgentSession,
     AgentSessionWithState,
     AgentTurn,
+    CapturedDataChange,
     ConversationKey,
+    NewIntent,
     NewSession,
+    NewTemplate,
     NewTurn,
     SessionChanges,
     SessionScope,
@@ -58,6 +63,7 @@ from agent_engine.transport import (
 )
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +104,16 @@ class Operation(Generic[T]):
             if self.second_look is not None and look is not None:
                 if isinstance(look, Failure):
                     raise translate(look, self.scope) from look.cause
-                raise self.second_look.explain(look) from outcome.cause
+                raise self._read(self.second_look.explain, look) from outcome.cause
             raise translate(outcome, self.scope) from outcome.cause
+        return self._read(self.parse, outcome)
+
+    def _read(self, read: Callable[[JSON], R], answer: JSON) -> R:
+        # An answer of another shape than the operation's (a proxy's, a newer schema's) is a
+        # typed error, never a raw KeyError or pydantic's ValidationError (a ValueError).
         try:
-            return self.parse(outcome)
-        except (ValidationError, KeyError, TypeError) as error:
+            return read(answer)
+        except (ValueError, KeyError, TypeError, IndexError) as error:
             raise SessionError(
                 f"{self.scope.operation} got an answer it could not read",
                 session_id=self.scope.session_id,
@@ -217,7 +228,6 @@ class GuardedChange:
     """A version-guarded change of a session, with the rules it must satisfy atomically."""
 
     scope: SessionScope
-    expected_version: int
     changes: SessionChanges
     agents: dict[str, AgentConfig] | None = field(default=None)
     """With a registry: the registered agents, whose valid_transitions guard a mode change."""
@@ -233,7 +243,7 @@ def update_session_with_version(change: GuardedChange) -> Operation[AgentSession
     scope, changes = change.scope, change.changes
     conditions: list[Condition] = [
         *_of_session(scope),
-        Equals("version", change.expected_version),
+        Equals("version", changes.expected_version),
     ]
     if changes.status is not None:
         conditions.append(OneOf("status", statuses_leading_to(changes.status)))
@@ -242,7 +252,7 @@ def update_session_with_version(change: GuardedChange) -> Operation[AgentSession
     return Operation(
         request=Update(
             schema.SESSIONS_TABLE,
-            {**changes.as_row(), "version": change.expected_version + 1},
+            {**changes.as_row(), "version": changes.expected_version + 1},
             tuple(conditions),
         ),
         parse=AgentSession.model_validate,
@@ -289,7 +299,7 @@ def _another_active(scope: SessionScope, failure: Failure) -> AgentEngineError:
 def _why_no_match(change: GuardedChange, row: JSON) -> AgentEngineError:
     scope, target = change.scope, change.changes
     version, status = int(row["version"]), SessionStatus(row["status"])
-    if version == change.expected_version:
+    if version == target.expected_version:
         if target.status is not None and not may_change_status(status, target.status):
             return InvalidTransitionError(
                 f"session {scope.session_id} cannot go from status {status.value!r} "
@@ -310,7 +320,7 @@ def _why_no_match(change: GuardedChange, row: JSON) -> AgentEngineError:
     return VersionConflictError(
         scope.session_id,
         scope.workspace_id,
-        change.expected_version,
+        target.expected_version,
         version,
         code=NO_ROWS_CODE,
     )
@@ -358,28 +368,42 @@ def update_state(scope: SessionScope, changes: StateChanges) -> Operation[Sessio
 
 
 def _state_function(
-    function: str, scope: SessionScope, **arguments: JsonValue
+    operation: str, function: str, scope: SessionScope, **arguments: JsonValue
 ) -> Operation[SessionState]:
     return Operation(
         request=Call(function, {**_session_arguments(scope), **arguments}),
         parse=SessionState.model_validate,
-        scope=ErrorScope(function, scope.workspace_id, scope.session_id),
+        scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
     )
 
 
-def append_intent(scope: SessionScope, intent: str) -> Operation[SessionState]:
+def add_intent_seen(scope: SessionScope, new: NewIntent) -> Operation[SessionState]:
     """Append an intent; the database assigns its order in the same statement."""
-    return _state_function(schema.APPEND_INTENT_FUNCTION, scope, p_intent=intent)
+    return _state_function(
+        "add_intent_seen", schema.APPEND_INTENT_FUNCTION, scope, p_intent=new.intent
+    )
 
 
-def append_template(scope: SessionScope, template_name: str) -> Operation[SessionState]:
+def add_template_sent(scope: SessionScope, new: NewTemplate) -> Operation[SessionState]:
     """Record a template as sent (once: sending it again changes nothing)."""
-    return _state_function(schema.APPEND_TEMPLATE_FUNCTION, scope, p_template_name=template_name)
+    return _state_function(
+        "add_template_sent",
+        schema.APPEND_TEMPLATE_FUNCTION,
+        scope,
+        p_template_name=new.template_name,
+    )
 
 
-def merge_captured_data(scope: SessionScope, data: dict[str, JsonValue]) -> Operation[SessionState]:
-    """Shallow-merge `data` into captured_data in one statement."""
-    return _state_function(schema.MERGE_CAPTURED_DATA_FUNCTION, scope, p_data=data)
+def update_captured_data(
+    scope: SessionScope, change: CapturedDataChange
+) -> Operation[SessionState]:
+    """Shallow-merge the data into captured_data in one statement."""
+    return _state_function(
+        "update_captured_data",
+        schema.MERGE_CAPTURED_DATA_FUNCTION,
+        scope,
+        p_data=change.data,
+    )
 
 
 def add_turn(scope: SessionScope, turn: NewTurn) -> Operation[AgentTurn]:
@@ -394,6 +418,16 @@ def add_turn(scope: SessionScope, turn: NewTurn) -> Operation[AgentTurn]:
             code=failure.code,
             details=failure.details,
             hint=failure.hint,
+        )
+
+    def key_reused(failure: Failure) -> AgentEngineError:
+        return IdempotencyConflictError(
+            scope.session_id,
+            scope.workspace_id,
+            idempotency_key=turn.idempotency_key,
+            stored_turn_number=_stored_turn_number(failure.details),
+            code=failure.code,
+            details=failure.details,
         )
 
     return Operation(
@@ -413,12 +447,24 @@ def add_turn(scope: SessionScope, turn: NewTurn) -> Operation[AgentTurn]:
         ),
         parse=AgentTurn.model_validate,
         scope=ErrorScope(
-            schema.ADD_TURN_FUNCTION,
+            "add_turn",
             scope.workspace_id,
             scope.session_id,
-            by_code={"23505": number_taken},
+            by_code={
+                "23505": number_taken,
+                schema.IDEMPOTENCY_CONFLICT_SQLSTATE: key_reused,
+            },
         ),
     )
+
+
+def _stored_turn_number(details: str | None) -> int | None:
+    # The function puts {"turn_number": N} in the error's DETAIL; a proxy may drop it.
+    try:
+        number = json.loads(details or "")["turn_number"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
 def get_turns(scope: SessionScope, page: TurnPage) -> Operation[list[AgentTurn]]:
@@ -434,12 +480,21 @@ def get_turns(scope: SessionScope, page: TurnPage) -> Operation[list[AgentTurn]]
     )
 
 
-def get_session_total(scope: SessionScope, column: str) -> Operation[int]:
-    """One running total of the session (`turn_count` or `tokens_used`), never counting turns."""
+def get_total_tokens_used(scope: SessionScope) -> Operation[int]:
+    """The session's running token total, never summing turns."""
+    return _session_total("get_total_tokens_used", scope, "tokens_used")
+
+
+def get_turn_count(scope: SessionScope) -> Operation[int]:
+    """The session's running turn count, never counting turns."""
+    return _session_total("get_turn_count", scope, "turn_count")
+
+
+def _session_total(operation: str, scope: SessionScope, column: str) -> Operation[int]:
     return Operation(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), columns=(column,)),
         parse=lambda row: int(row[column]),
-        scope=ErrorScope(f"get_{column}", scope.workspace_id, scope.session_id),
+        scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
     )
 
 

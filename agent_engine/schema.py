@@ -16,6 +16,10 @@ ADD_TURN_FUNCTION: Final = "agent_engine_add_turn"
 SESSION_NOT_FOUND_SQLSTATE: Final = "PT404"
 """Raised by every function for a session that is missing or belongs to another workspace."""
 
+IDEMPOTENCY_CONFLICT_SQLSTATE: Final = "PT409"
+"""Raised by agent_engine_add_turn when an idempotency key is already stored for a different
+turn; its DETAIL is {"turn_number": <the stored turn's number>}. PostgREST answers 409."""
+
 SESSION_REFERENCE_COLUMN: Final = "session_id"
 """How session_state and agent_turns point at their session: (workspace_id, session_id)
 references agent_sessions (workspace_id, id). PostgREST embeds along this foreign key; the

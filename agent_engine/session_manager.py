@@ -8,6 +8,7 @@ another workspace is SessionNotFoundError, never data.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -15,20 +16,24 @@ from types import TracebackType
 from typing import Any, TypeVar
 from uuid import UUID
 
-from pydantic import JsonValue, TypeAdapter
-from supabase import Client
+from supabase import AsyncClient, Client
 
 from agent_engine import operations
-from agent_engine.config import DEFAULT_POOL_SIZE, Settings, create_admin_client
+from agent_engine.config import DEFAULT_POOL_SIZE, DEFAULT_TIMEOUT, Settings, create_admin_client
 from agent_engine.errors import VersionConflictError
 from agent_engine.lifecycle import conflict_backoff
 from agent_engine.models import (
+    AgentMode,
     AgentSession,
     AgentSessionWithState,
     AgentTurn,
+    CapturedDataChange,
     ConversationKey,
+    NewIntent,
     NewSession,
+    NewTemplate,
     NewTurn,
+    Retries,
     SessionChanges,
     SessionScope,
     SessionState,
@@ -44,8 +49,10 @@ from agent_engine.transport import Transport
 
 T = TypeVar("T")
 
+logger = logging.getLogger("agent_engine")
 
-_CAPTURED_DATA = TypeAdapter(dict[str, JsonValue])
+_GUARDED_FIELDS = frozenset({"current_mode", "status", "last_activity_at"})
+"""What mutate_session's change may return: the fields update_session_with_version sets."""
 
 
 class SessionManager:
@@ -58,9 +65,13 @@ class SessionManager:
     """
 
     def __init__(self, client: Client | Transport, *, registry: AgentRegistry | None = None):
-        self._transport: Transport = (
-            PostgrestTransport(client) if isinstance(client, Client) else client
-        )
+        """Raises ValueError for anything but a supabase.Client or a Transport, or a registry
+        that is not an AgentRegistry: at construction, not at the first call."""
+        self._transport: Transport = _transport_of(client)
+        if registry is not None and not isinstance(registry, AgentRegistry):
+            raise ValueError(
+                f"registry must be an AgentRegistry or None, got {type(registry).__name__}"
+            )
         self._registry = registry
 
     @classmethod
@@ -91,18 +102,19 @@ class SessionManager:
         *,
         registry: AgentRegistry | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         check_idle_after: float = 1.0,
     ) -> SessionManager:
-        """A manager that talks to Postgres directly through a psycopg 3 connection pool.
+        """A manager that talks to Postgres directly through a pool of psycopg 3 connections.
 
         `dsn`: the direct connection string or Supabase's pooler (Supavisor, transaction mode
         on port 6543 included: prepared statements are off). Same API, same SQL functions,
-        same errors (SQLSTATE kept) as the Supabase path; one statement per operation. A
-        connection idle in the pool for `check_idle_after` seconds or more is pinged before
-        use (0: every checkout, at one more round trip per operation). Use the manager as a
-        context manager or call `close()` to close the pool. Needs the `postgres` extra
-        (psycopg and psycopg_pool).
+        same errors (SQLSTATE kept) as the Supabase path; one statement per operation.
+        Nothing connects until the first call. `timeout` bounds every call, lock waits
+        included. A connection idle in the pool for `check_idle_after` seconds or more is
+        pinged before use (0: every checkout, at one more round trip per operation). Raises
+        ConfigError for a malformed DSN (password masked) or a bad number. Use the manager
+        as a context manager or call `close()` to close the pool. Needs the `postgres` extra.
         """
         from agent_engine.postgres_transport import PostgresTransport
 
@@ -219,12 +231,13 @@ class SessionManager:
         valid_transitions forbid, checked against the row as it is when written). A mode
         that no registered agent has raises InvalidTransitionError before any request.
         """
-        if isinstance(expected_version, bool) or not isinstance(expected_version, int):
-            raise TypeError(f"expected_version must be an int, got {expected_version!r}")
-        if expected_version < 1:
-            raise ValueError(f"expected_version must be >= 1, got {expected_version}")
-        changes = SessionChanges(
-            current_mode=current_mode, status=status, last_activity_at=last_activity_at
+        changes = SessionChanges.model_validate(
+            {
+                "expected_version": expected_version,
+                "current_mode": current_mode,
+                "status": status,
+                "last_activity_at": last_activity_at,
+            }
         )
         if not changes.as_row():
             raise ValueError("update_session_with_version needs at least one field to change")
@@ -232,7 +245,6 @@ class SessionManager:
             operations.update_session_with_version(
                 operations.GuardedChange(
                     _scope(session_id, workspace_id),
-                    expected_version,
                     changes,
                     operations.registered_agents(self._registry),
                 )
@@ -293,21 +305,38 @@ class SessionManager:
         starts over from a fresh read, at most `attempts` times in all, then re-raises the
         last conflict. `change` may run several times: keep it free of side effects.
         """
-        if attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {attempts}")
-        for attempt in range(1, attempts + 1):
+        retries = Retries(attempts=attempts)
+        if not callable(change):
+            raise ValueError(f"change must be a callable, got {type(change).__name__}")
+        for attempt in range(1, retries.attempts + 1):
             session = self.get_session(session_id, workspace_id=workspace_id)
             fields = change(session)
             if not fields:
                 return session
+            unknown = set(fields) - _GUARDED_FIELDS
+            if unknown:
+                raise ValueError(
+                    f"change returned fields mutate_session cannot set: {sorted(unknown)} "
+                    f"(allowed: {sorted(_GUARDED_FIELDS)})"
+                )
             try:
                 return self.update_session_with_version(
                     session.id, session.version, workspace_id=workspace_id, **fields
                 )
-            except VersionConflictError:
-                if attempt == attempts:
+            except VersionConflictError as conflict:
+                if attempt == retries.attempts:
                     raise
-                time.sleep(conflict_backoff(attempt))
+                delay = conflict_backoff(attempt)
+                logger.debug(
+                    "mutate_session: version conflict on session %s (attempt %d of %d, "
+                    "now at version %d); retrying in %.3f s",
+                    conflict.session_id,
+                    attempt,
+                    retries.attempts,
+                    conflict.actual_version,
+                    delay,
+                )
+                time.sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")
 
     # State
@@ -325,7 +354,7 @@ class SessionManager:
         add_intent_seen, add_template_sent or update_captured_data instead.
         """
         changes = StateChanges.model_validate(fields)
-        if not changes.as_row():
+        if not changes.model_fields_set:
             raise ValueError("update_state needs at least one of the state fields")
         return self._run(operations.update_state(_scope(session_id, workspace_id), changes))
 
@@ -334,7 +363,9 @@ class SessionManager:
     ) -> SessionState:
         """Append an intent; the database numbers it (`order`), so none is lost or repeated."""
         return self._run(
-            operations.append_intent(_scope(session_id, workspace_id), _text(intent, "intent"))
+            operations.add_intent_seen(
+                _scope(session_id, workspace_id), NewIntent.model_validate({"intent": intent})
+            )
         )
 
     def add_template_sent(
@@ -342,8 +373,9 @@ class SessionManager:
     ) -> SessionState:
         """Record a template as sent; recording it again changes nothing (safe to retry)."""
         return self._run(
-            operations.append_template(
-                _scope(session_id, workspace_id), _text(template_name, "template_name")
+            operations.add_template_sent(
+                _scope(session_id, workspace_id),
+                NewTemplate.model_validate({"template_name": template_name}),
             )
         )
 
@@ -351,13 +383,10 @@ class SessionManager:
         self, session_id: UUID | str, data: Mapping[str, Any], *, workspace_id: UUID | str
     ) -> SessionState:
         """Shallow-merge `data` into captured_data atomically (top-level keys replace)."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"data must be a mapping of JSON values, got {type(data).__name__}")
-        return self._run(
-            operations.merge_captured_data(
-                _scope(session_id, workspace_id), _CAPTURED_DATA.validate_python(dict(data))
-            )
+        change = CapturedDataChange.model_validate(
+            {"data": dict(data) if isinstance(data, Mapping) else data}
         )
+        return self._run(operations.update_captured_data(_scope(session_id, workspace_id), change))
 
     # Turns
 
@@ -389,7 +418,7 @@ class SessionManager:
                 "turn_number": turn_number,
                 "intent_detected": intent_detected,
                 "confidence": confidence,
-                "tools_called": tuple(tools_called),
+                "tools_called": tools_called,
                 "tokens_used": tokens_used,
                 "idempotency_key": idempotency_key,
             }
@@ -414,15 +443,11 @@ class SessionManager:
 
     def get_total_tokens_used(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
         """The session's running token total (kept by add_turn; no turn is read)."""
-        return self._run(
-            operations.get_session_total(_scope(session_id, workspace_id), "tokens_used")
-        )
+        return self._run(operations.get_total_tokens_used(_scope(session_id, workspace_id)))
 
     def get_turn_count(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
         """The session's running turn count (kept by add_turn; no turn is read)."""
-        return self._run(
-            operations.get_session_total(_scope(session_id, workspace_id), "turn_count")
-        )
+        return self._run(operations.get_turn_count(_scope(session_id, workspace_id)))
 
     # Validation shared by the methods above
 
@@ -437,10 +462,15 @@ class SessionManager:
     ) -> NewSession:
         mode = initial_mode
         if self._registry is not None:
-            agent = self._registry.get(agent_id)
-            mode = agent.initial_state if initial_mode is None else initial_mode
+            # The agent id and mode are checked first, so the registry is asked about a
+            # well-formed id only.
+            chosen = AgentMode.model_validate({"agent_id": agent_id, "initial_mode": initial_mode})
+            agent = self._registry.get(chosen.agent_id)
+            mode = agent.initial_state if chosen.initial_mode is None else chosen.initial_mode
             if mode not in agent.states:
-                raise ValueError(f"initial_mode {mode!r} is not a state of agent {agent_id!r}")
+                raise ValueError(
+                    f"initial_mode {mode!r} is not a state of agent {chosen.agent_id!r}"
+                )
         elif initial_mode is None:
             raise ValueError("initial_mode is required when the manager has no registry")
         return NewSession.model_validate(
@@ -449,17 +479,33 @@ class SessionManager:
                 "agent_id": agent_id,
                 "conversation_id": conversation_id,
                 "contact_id": contact_id,
-                "current_mode": mode,
+                "initial_mode": mode,
                 "initial_state": initial_state if initial_state is not None else {},
             }
         )
 
 
+def _transport_of(client: object) -> Transport:
+    if isinstance(client, Client):
+        return PostgrestTransport(client)
+    if isinstance(client, AsyncClient):
+        raise ValueError(
+            "client is a supabase.AsyncClient; SessionManager needs a supabase.Client "
+            "(create_admin_client) or a Transport"
+        )
+    if callable(getattr(client, "execute", None)) and callable(getattr(client, "close", None)):
+        return client  # type: ignore[return-value]
+    hint = (
+        " (to connect with a URL or DSN, use SessionManager.from_env, from_postgres or "
+        "create_admin_client)"
+        if isinstance(client, str)
+        else ""
+    )
+    raise ValueError(
+        f"client must be a supabase.Client built with the service key or a Transport, "
+        f"got {type(client).__name__}{hint}"
+    )
+
+
 def _scope(session_id: UUID | str, workspace_id: UUID | str) -> SessionScope:
     return SessionScope.model_validate({"session_id": session_id, "workspace_id": workspace_id})
-
-
-def _text(value: str, name: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{name} must be a non-empty string, got {value!r}")
-    return value.strip()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ NOT_FOUND = "PT404"
 INVALID_ARGUMENT = "22023"
 UNIQUE_VIOLATION = "23505"
 CHECK_VIOLATION = "23514"
+IDEMPOTENCY_CONFLICT = "PT409"
 
 SEEN_AT = "2026-11-24T10:00:00+00:00"
 
@@ -382,31 +384,95 @@ def test_add_turn_with_taken_number_raises_unique_violation_and_changes_no_total
     assert (stored["turn_count"], stored["tokens_used"]) == (1, 3)
 
 
-def test_add_turn_with_known_idempotency_key_returns_stored_turn_and_changes_nothing(
+FIRST_TURN: dict[str, Any] = {
+    "p_role": "user",
+    "p_content": "hello",
+    "p_tokens_used": 5,
+    "p_intent_detected": "greeting",
+    "p_confidence": 87.5,
+    "p_tools_called": Jsonb([{"name": "lookup", "input": {"q": "shoes"}, "result": None}]),
+    "p_idempotency_key": "message-1",
+}
+
+
+def test_add_turn_with_known_idempotency_key_and_same_turn_returns_stored_turn_unchanged(
     service: PostgrestConnection, session: dict[str, Any]
 ) -> None:
-    original = service.rpc(
-        "agent_engine_add_turn",
-        **scope(session),
-        p_role="user",
-        p_content="hello",
-        p_tokens_used=5,
-        p_idempotency_key="message-1",
-    )
+    original = service.rpc("agent_engine_add_turn", **scope(session), **FIRST_TURN)
     before = stored_session(service, session)
 
-    retried = service.rpc(
+    retried = service.rpc("agent_engine_add_turn", **scope(session), **FIRST_TURN)
+    with_its_number = service.rpc(
+        "agent_engine_add_turn", **scope(session), **FIRST_TURN, p_turn_number=1
+    )
+
+    assert retried == original == with_its_number
+    assert stored_session(service, session) == before  # totals and last_activity_at untouched
+    assert [turn["content"] for turn in stored_turns(service, session)] == ["hello"]
+
+
+@pytest.mark.parametrize(
+    "difference",
+    [
+        {"p_role": "assistant"},
+        {"p_content": "hello, edited"},
+        {"p_content": "hello "},
+        {"p_tokens_used": 50},
+        {"p_intent_detected": "pricing"},
+        {"p_intent_detected": None},
+        {"p_confidence": 87.0},
+        {"p_confidence": None},
+        {"p_tools_called": Jsonb([])},
+        {"p_tools_called": Jsonb([{"name": "lookup", "input": {"q": "boots"}, "result": None}])},
+        {"p_turn_number": 2},
+    ],
+    ids=lambda difference: next(iter(difference)),
+)
+def test_add_turn_with_known_idempotency_key_and_different_turn_raises_pt409_and_changes_nothing(
+    service: PostgrestConnection, session: dict[str, Any], difference: dict[str, Any]
+) -> None:
+    service.rpc("agent_engine_add_turn", **scope(session), **FIRST_TURN)
+    before = stored_session(service, session)
+
+    with pytest.raises(psycopg.Error) as caught:
+        service.rpc("agent_engine_add_turn", **scope(session), **{**FIRST_TURN, **difference})
+
+    assert caught.value.sqlstate == IDEMPOTENCY_CONFLICT
+    assert json.loads(caught.value.diag.message_detail or "") == {"turn_number": 1}
+    assert stored_session(service, session) == before
+    assert [turn["content"] for turn in stored_turns(service, session)] == ["hello"]
+
+
+@pytest.mark.parametrize("number", [1_000_000_001, 2**31 - 1])
+def test_add_turn_refuses_an_explicit_number_above_the_bound_that_keeps_numbering_open(
+    service: PostgrestConnection, session: dict[str, Any], number: int
+) -> None:
+    with pytest.raises(psycopg.Error) as caught:
+        service.rpc(
+            "agent_engine_add_turn",
+            **scope(session),
+            p_role="user",
+            p_content="a",
+            p_turn_number=number,
+        )
+
+    assert caught.value.sqlstate == INVALID_ARGUMENT
+    assert stored_turns(service, session) == []
+
+
+def test_add_turn_at_the_highest_explicit_number_leaves_automatic_numbering_working(
+    service: PostgrestConnection, session: dict[str, Any]
+) -> None:
+    highest = service.rpc(
         "agent_engine_add_turn",
         **scope(session),
         p_role="user",
-        p_content="hello, edited",
-        p_tokens_used=50,
-        p_idempotency_key="message-1",
+        p_content="a",
+        p_turn_number=1_000_000_000,
     )
+    following = service.rpc("agent_engine_add_turn", **scope(session), p_role="user", p_content="b")
 
-    assert retried == original
-    assert stored_session(service, session) == before  # totals and last_activity_at untouched
-    assert [turn["content"] for turn in stored_turns(service, session)] == ["hello"]
+    assert (highest["turn_number"], following["turn_number"]) == (1_000_000_000, 1_000_000_001)
 
 
 def test_idempotency_keys_are_scoped_to_their_session(

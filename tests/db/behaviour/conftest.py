@@ -132,6 +132,12 @@ def spy_manager(spy: SpyTransport, registry: AgentRegistry) -> SessionManager:
 
 
 @pytest.fixture
+def plain_spy_manager(spy: SpyTransport) -> SessionManager:
+    """A manager without a registry whose every request lands in `spy.requests`."""
+    return SessionManager(spy)
+
+
+@pytest.fixture
 def conversation_id() -> uuid.UUID:
     return uuid.uuid4()
 
@@ -204,7 +210,9 @@ def fill_pool(manager: SessionManager, database: Database, connections: int) -> 
                 )
                 for _ in range(connections)
             ]
-            wait_for_lock_waiters(observer, connections, blocked_by=locker.info.backend_pid)
+            # Only the first waiter is blocked by the locker itself; the others queue behind it
+            # on the row's tuple lock.
+            wait_for_lock_waiters(observer, connections, running="agent_engine_add_turn")
         for future in waiting:
             future.result(timeout=WAIT_SECONDS)
 

@@ -34,6 +34,11 @@ class Parameters:
     """Timed calls per operation and size in the state table (each call reads it all)."""
     intents_per_thread: int
     """Intents each thread appends in the lost-update section."""
+    client_cost_calls: int
+    """Timed calls per operation and side (library, raw driver) in the client-cost section."""
+    client_cost_blocks: int
+    """Blocks those calls are split into, alternating library and raw driver; CPU per call
+    is the median over the blocks."""
 
     @classmethod
     def from_env(cls) -> Parameters:
@@ -56,6 +61,8 @@ class Parameters:
             intent_counts=(10, 1_000, 10_000),
             state_iterations=40,
             intents_per_thread=50,
+            client_cost_calls=2_000,
+            client_cost_blocks=20,
         )
 
     @classmethod
@@ -73,6 +80,8 @@ class Parameters:
             intent_counts=(10, 1_000),
             state_iterations=5,
             intents_per_thread=50,
+            client_cost_calls=20,
+            client_cost_blocks=2,
         )
 
     def as_json(self) -> dict[str, Any]:

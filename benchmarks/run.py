@@ -1,9 +1,10 @@
 """Benchmarks of agent_engine's direct Postgres backend: `python -m benchmarks.run`.
 
 Sections: each operation's round trips, latency and throughput; guarded updates under
-contention; cost by session size; lost updates of a read-modify-write of intents. Tables
-are printed as markdown and written to benchmarks/results.json (BENCH_QUICK=1: a smoke run
-whose results go to the temporary directory instead, leaving results.json alone).
+contention; cost by session size; lost updates of a read-modify-write of intents; the
+client's CPU per operation against the raw driver's. Tables are printed as markdown and
+written to benchmarks/results.json (BENCH_QUICK=1: a smoke run whose results go to the
+temporary directory instead, leaving results.json alone).
 Timings are noisy: compare them as ratios within one run, not across machines.
 """
 
@@ -13,14 +14,14 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from benchmarks import contention, lost_updates, per_operation, session_size
+from benchmarks import client_cost, contention, lost_updates, per_operation, session_size
 from benchmarks.context import Bench, open_bench
 from benchmarks.database import Database, open_database
 from benchmarks.parameters import Parameters
@@ -29,16 +30,23 @@ from benchmarks.report import Report
 RESULTS_PATH = Path(__file__).resolve().parent / "results.json"
 QUICK_RESULTS_PATH = Path(tempfile.gettempdir()) / "agent_engine_bench_quick.json"
 
-SECTIONS: tuple[Callable[[Bench, Report], None], ...] = (
+Section = Callable[[Bench, Report], None]
+"""Measures something on the bench and adds its table(s) to the report."""
+
+SECTIONS: tuple[Section, ...] = (
     per_operation.run,
     contention.run,
     session_size.run,
     lost_updates.run,
+    client_cost.run,
 )
 
 
-def main() -> int:
-    """Run every section on a fresh database and write the results; returns the exit status."""
+def main(sections: Sequence[Section] = SECTIONS, *, write_results: bool = True) -> int:
+    """Run `sections` on a fresh database, then write the results; returns the exit status.
+
+    `write_results=False` (a section run on its own) only prints the tables.
+    """
     started = perf_counter()
     parameters = Parameters.from_env()
     report = Report()
@@ -46,9 +54,12 @@ def main() -> int:
         machine = _machine(database)
         _print_header(machine, parameters)
         with open_bench(database, parameters) as bench:
-            for section in SECTIONS:
+            for section in sections:
                 section(bench, report)
     runtime = perf_counter() - started
+    if not write_results:
+        print(f"\nTotal runtime {runtime:.1f} s")
+        return 0
     path = QUICK_RESULTS_PATH if parameters.quick else RESULTS_PATH
     report.write_json(
         path,
@@ -69,7 +80,6 @@ def _machine(database: Database) -> dict[str, Any]:
         "platform": platform.platform(),
         "cores": os.cpu_count(),
         "psycopg": version("psycopg"),
-        "psycopg_pool": version("psycopg-pool"),
         "server": database.server_version,
         "database": database.description,
     }

@@ -1,13 +1,14 @@
-"""The one timing helper: latency of one caller, throughput of several threads."""
+"""The one timing helper: latency of one caller, throughput of several threads, client cost."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import statistics
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from time import perf_counter
+from time import perf_counter, thread_time
 
 Call = Callable[[], object]
 """One operation, ready to run again and again (it keeps whatever state it needs)."""
@@ -41,6 +42,25 @@ class Throughput:
     def per_second(self) -> float:
         """Operations per second over all threads."""
         return self.operations / self.seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCost:
+    """What timed calls cost the caller: CPU of the calling thread, and their latency.
+
+    Thread CPU time leaves out the time spent blocked on the socket (the server's share),
+    and the work of any other thread, such as a connection pool's workers.
+    """
+
+    cpu_seconds_per_call: tuple[float, ...]
+    """Calling-thread CPU per call, in each block of calls."""
+    latency: Latency
+
+    @property
+    def cpu_us_per_call(self) -> float:
+        """The median over the blocks, in microseconds: a block that another process
+        disturbed (caches, a shared core) moves it little."""
+        return statistics.median(self.cpu_seconds_per_call) * 1_000_000
 
 
 def measure_latency(call: Call, *, iterations: int, warmup: int) -> Latency:
@@ -92,3 +112,58 @@ def measure_throughput(
     if errors:
         raise errors[0]
     return Throughput(len(calls), len(calls) * operations_per_thread, elapsed)
+
+
+def measure_client_cost(
+    sides: Sequence[Sequence[Call]],
+    *,
+    warmup: int,
+    blocks: int,
+    between_blocks: Call | None = None,
+) -> list[ClientCost]:
+    """The client cost of each side's calls, run once each, side by side on this thread.
+
+    Each side first runs its first `warmup` calls untimed; the rest are split into
+    `blocks` blocks, run side after side, in reverse order every other round (A B, B A...),
+    so that drift (caches, a growing table, a busier machine) falls on every side alike.
+    `between_blocks` runs untimed after each block (say, to drop what a mock recorded).
+    Objects that exist before the first block are frozen out of garbage collection
+    meanwhile, so a collection costs what the calls themselves left, whatever else the
+    process holds. Raises ValueError if a side has fewer timed calls than `blocks`.
+    """
+    for calls in sides:
+        for call in calls[:warmup]:
+            call()
+    timed = [calls[warmup:] for calls in sides]
+    if min(len(calls) for calls in timed) < blocks:
+        raise ValueError(f"every side needs at least {blocks} calls after the warm-up")
+    cpu_per_call: list[list[float]] = [[] for _ in sides]
+    samples: list[list[float]] = [[] for _ in sides]
+    gc.collect()
+    gc.freeze()
+    try:
+        for block in range(blocks):
+            order = range(len(sides)) if block % 2 == 0 else reversed(range(len(sides)))
+            for side in order:
+                calls = timed[side]
+                start, stop = (len(calls) * edge // blocks for edge in (block, block + 1))
+                cpu = _timed_calls(calls[start:stop], samples[side])
+                cpu_per_call[side].append(cpu / (stop - start))
+                if between_blocks is not None:
+                    between_blocks()
+    finally:
+        gc.unfreeze()
+    return [
+        ClientCost(tuple(cpu), Latency.of(times))
+        for cpu, times in zip(cpu_per_call, samples, strict=True)
+    ]
+
+
+def _timed_calls(calls: Sequence[Call], samples: list[float]) -> float:
+    """Run `calls`, appending each one's wall time to `samples`; the thread CPU they used."""
+    cpu_start = thread_time()
+    for call in calls:
+        start = perf_counter()
+        call()
+        samples.append(perf_counter() - start)
+    return thread_time() - cpu_start

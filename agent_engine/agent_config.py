@@ -20,6 +20,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -87,7 +88,12 @@ class AgentConfig(_ConfigPart):
     @model_validator(mode="wrap")
     @classmethod
     def _validate_all_at_once(
-        cls, data: Any, handler: ModelWrapValidatorHandler[AgentConfig]
+        cls,
+        data: Any,
+        handler: ModelWrapValidatorHandler[AgentConfig],
+        # Unused. mypy 2.4 types every wrap validator of a run like the first one it meets,
+        # so all of them take the same arguments as Settings', which needs `info`.
+        info: ValidationInfo[Any],
     ) -> AgentConfig:
         agent_id = data.get("id") if isinstance(data, Mapping) else getattr(data, "id", None)
         agent_id = agent_id if isinstance(agent_id, str) else None

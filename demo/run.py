@@ -17,6 +17,7 @@ from agent_engine import (
     AgentEngineError,
     AgentRegistry,
     AgentSessionWithState,
+    IdempotencyConflictError,
     SessionManager,
     SessionNotFoundError,
     VersionConflictError,
@@ -107,16 +108,15 @@ def play(manager: SessionManager, shop: Shop) -> UUID:
     )
     manager.add_template_sent(session.id, "welcome_v2", workspace_id=workspace)
 
-    inquiry = manager.add_turn(
-        session.id,
-        workspace_id=workspace,
-        role="user",
-        content=f"Size {shop.size}, about {shop.budget_eur} euros",
-        intent_detected="product_inquiry",
-        confidence=88.5,
-        tokens_used=30,
-        idempotency_key=message_ids[1],
-    )
+    inquiry_turn: dict[str, Any] = {
+        "role": "user",
+        "content": f"Size {shop.size}, about {shop.budget_eur} euros",
+        "intent_detected": "product_inquiry",
+        "confidence": 88.5,
+        "tokens_used": 30,
+        "idempotency_key": message_ids[1],
+    }
+    inquiry = manager.add_turn(session.id, workspace_id=workspace, **inquiry_turn)
     manager.add_intent_seen(session.id, "product_inquiry", workspace_id=workspace)
     manager.update_captured_data(
         session.id, {"size": shop.size, "budget_eur": shop.budget_eur}, workspace_id=workspace
@@ -126,7 +126,7 @@ def play(manager: SessionManager, shop: Shop) -> UUID:
     )
     say(f"mode greeting -> qualifying (version {session.version} -> {moved.version})")
 
-    _redeliver(manager, shop, session, inquiry.id, message_ids[1])
+    _redeliver(manager, shop, session, inquiry.id, inquiry_turn)
 
     manager.add_turn(
         session.id,
@@ -168,25 +168,33 @@ def _redeliver(
     shop: Shop,
     session: AgentSessionWithState,
     stored_turn_id: UUID,
-    message_id: str,
+    turn: dict[str, Any],
 ) -> None:
-    """The webhook delivers the same inbound message again: it must change nothing."""
+    """The webhook delivers the same inbound message again: it must change nothing. A
+    different message under the same id is refused, and changes nothing either."""
     workspace = shop.workspace_id
     before = manager.get_turn_count(session.id, workspace_id=workspace)
     tokens_before = manager.get_total_tokens_used(session.id, workspace_id=workspace)
-    again = manager.add_turn(
-        session.id,
-        workspace_id=workspace,
-        role="user",
-        content=f"Size {shop.size}, about {shop.budget_eur} euros",
-        tokens_used=30,
-        idempotency_key=message_id,
-    )
+    again = manager.add_turn(session.id, workspace_id=workspace, **turn)
+    try:
+        manager.add_turn(
+            session.id, workspace_id=workspace, **{**turn, "content": "a different message"}
+        )
+        reused: IdempotencyConflictError | None = None
+    except IdempotencyConflictError as error:
+        reused = error
     after = manager.get_turn_count(session.id, workspace_id=workspace)
     tokens_after = manager.get_total_tokens_used(session.id, workspace_id=workspace)
     expect(again.id == stored_turn_id, "a redelivered message returns the stored turn")
+    expect(
+        reused is not None and reused.stored_turn_number == again.turn_number,
+        "a message id reused for a different message is refused",
+    )
     expect((after, tokens_after) == (before, tokens_before), "a redelivery changes no total")
-    say(f"redelivered {message_id} absorbed: same turn #{again.turn_number}, totals unchanged")
+    say(
+        f"redelivered {turn['idempotency_key']} absorbed: same turn #{again.turn_number}, "
+        "totals unchanged; its id reused for another text refused (IdempotencyConflictError)"
+    )
 
 
 def _provoke_conflict(manager: SessionManager, shop: Shop, session_id: UUID) -> None:

@@ -37,77 +37,9 @@ from tests.unit.conftest import (
     rpc_response,
     session_not_found_response,
 )
+from tests.unit.wire_calls import WIRE_CALLS, WireCall
 
 # The calls, one per kind of request on the wire
-
-
-@dataclass(frozen=True)
-class Call:
-    """A manager call and the route it sends to; `names_session` when it has a session id."""
-
-    name: str
-    method: str
-    path: str
-    run: Callable[[SessionManager, Ids], object]
-    names_session: bool = True
-
-    def route(self, api: respx.MockRouter) -> respx.Route:
-        return api.route(method=self.method, path=self.path)
-
-
-CALLS = [
-    Call(
-        "get_session",
-        "GET",
-        "/agent_sessions",
-        lambda manager, ids: manager.get_session(ids.session_id, workspace_id=ids.workspace_id),
-    ),
-    Call(
-        "get_session_by_conversation",
-        "GET",
-        "/agent_sessions",
-        lambda manager, ids: manager.get_session_by_conversation(
-            ids.conversation_id, AGENT_ID, workspace_id=ids.workspace_id
-        ),
-        names_session=False,
-    ),
-    Call(
-        "update_session_with_version",
-        "PATCH",
-        "/agent_sessions",
-        lambda manager, ids: manager.update_session_with_version(
-            ids.session_id, 2, workspace_id=ids.workspace_id, current_mode="scheduling"
-        ),
-    ),
-    Call(
-        "update_state",
-        "PATCH",
-        "/session_state",
-        lambda manager, ids: manager.update_state(
-            ids.session_id, workspace_id=ids.workspace_id, templates_sent=["welcome_v2"]
-        ),
-    ),
-    Call(
-        "create_session",
-        "POST",
-        "/rpc/agent_engine_create_session",
-        lambda manager, ids: manager.create_session(
-            workspace_id=ids.workspace_id,
-            agent_id=AGENT_ID,
-            conversation_id=ids.conversation_id,
-            initial_mode="greeting",
-        ),
-        names_session=False,
-    ),
-    Call(
-        "add_turn",
-        "POST",
-        "/rpc/agent_engine_add_turn",
-        lambda manager, ids: manager.add_turn(
-            ids.session_id, workspace_id=ids.workspace_id, role="user", content="hello"
-        ),
-    ),
-]
 
 
 @dataclass(frozen=True)
@@ -224,7 +156,7 @@ def _assert_error_is_safe_to_log(error: SessionError, key: str, logged: str) -> 
     assert rendered["retryable"] is error.retryable
 
 
-def _assert_scope(error: SessionError, call: Call, ids: Ids) -> None:
+def _assert_scope(error: SessionError, call: WireCall, ids: Ids) -> None:
     assert error.workspace_id == ids.workspace_id
     assert error.session_id == (ids.session_id if call.names_session else None)
     rendered = error.to_dict()
@@ -233,14 +165,14 @@ def _assert_scope(error: SessionError, call: Call, ids: Ids) -> None:
         assert rendered["session_id"] == str(ids.session_id)
 
 
-@pytest.mark.parametrize("call", CALLS, ids=lambda call: call.name)
+@pytest.mark.parametrize("call", WIRE_CALLS, ids=lambda call: call.name)
 @pytest.mark.parametrize("failure", SERVER_FAILURES, ids=lambda failure: failure.name)
 def test_server_failure_becomes_session_error_with_code_and_retryability(
     manager: SessionManager,
     api: respx.MockRouter,
     ids: Ids,
     caplog: pytest.LogCaptureFixture,
-    call: Call,
+    call: WireCall,
     failure: ServerFailure,
 ) -> None:
     call.route(api).mock(return_value=failure.response())
@@ -260,7 +192,7 @@ def test_server_failure_becomes_session_error_with_code_and_retryability(
     _assert_error_is_safe_to_log(error, LEGACY_SERVICE_ROLE_KEY, caplog.text)
 
 
-@pytest.mark.parametrize("call", CALLS, ids=lambda call: call.name)
+@pytest.mark.parametrize("call", WIRE_CALLS, ids=lambda call: call.name)
 @pytest.mark.parametrize(
     "network_error",
     [
@@ -274,7 +206,7 @@ def test_network_failure_is_retryable_session_error_caused_by_the_httpx_error(
     api: respx.MockRouter,
     ids: Ids,
     caplog: pytest.LogCaptureFixture,
-    call: Call,
+    call: WireCall,
     network_error: httpx.TransportError,
 ) -> None:
     call.route(api).mock(side_effect=network_error)
@@ -490,7 +422,7 @@ def test_an_error_names_the_public_method_not_the_sql_function(
 
 
 RPC_CALLS = [
-    Call(
+    WireCall(
         "add_intent_seen",
         "POST",
         "/rpc/agent_engine_append_intent",
@@ -498,7 +430,7 @@ RPC_CALLS = [
             ids.session_id, "pricing", workspace_id=ids.workspace_id
         ),
     ),
-    Call(
+    WireCall(
         "add_template_sent",
         "POST",
         "/rpc/agent_engine_append_template",
@@ -506,7 +438,7 @@ RPC_CALLS = [
             ids.session_id, "welcome_v2", workspace_id=ids.workspace_id
         ),
     ),
-    Call(
+    WireCall(
         "update_captured_data",
         "POST",
         "/rpc/agent_engine_merge_captured_data",
@@ -514,7 +446,7 @@ RPC_CALLS = [
             ids.session_id, {"name": "Ana"}, workspace_id=ids.workspace_id
         ),
     ),
-    Call(
+    WireCall(
         "add_turn",
         "POST",
         "/rpc/agent_engine_add_turn",
@@ -527,7 +459,7 @@ RPC_CALLS = [
 
 @pytest.mark.parametrize("call", RPC_CALLS, ids=lambda call: call.name)
 def test_function_raising_pt404_means_session_not_found_in_the_workspace(
-    manager: SessionManager, api: respx.MockRouter, ids: Ids, call: Call
+    manager: SessionManager, api: respx.MockRouter, ids: Ids, call: WireCall
 ) -> None:
     call.route(api).mock(return_value=session_not_found_response(ids.session_id, ids.workspace_id))
 
@@ -544,25 +476,25 @@ def test_function_raising_pt404_means_session_not_found_in_the_workspace(
 
 
 SINGLE_ROW_READS = [
-    Call(
+    WireCall(
         "get_session",
         "GET",
         "/agent_sessions",
         lambda manager, ids: manager.get_session(ids.session_id, workspace_id=ids.workspace_id),
     ),
-    Call(
+    WireCall(
         "get_state",
         "GET",
         "/session_state",
         lambda manager, ids: manager.get_state(ids.session_id, workspace_id=ids.workspace_id),
     ),
-    Call(
+    WireCall(
         "get_turns",
         "GET",
         "/agent_sessions",
         lambda manager, ids: manager.get_turns(ids.session_id, workspace_id=ids.workspace_id),
     ),
-    Call(
+    WireCall(
         "get_total_tokens_used",
         "GET",
         "/agent_sessions",
@@ -570,13 +502,13 @@ SINGLE_ROW_READS = [
             ids.session_id, workspace_id=ids.workspace_id
         ),
     ),
-    Call(
+    WireCall(
         "get_turn_count",
         "GET",
         "/agent_sessions",
         lambda manager, ids: manager.get_turn_count(ids.session_id, workspace_id=ids.workspace_id),
     ),
-    Call(
+    WireCall(
         "update_state",
         "PATCH",
         "/session_state",
@@ -589,7 +521,7 @@ SINGLE_ROW_READS = [
 
 @pytest.mark.parametrize("call", SINGLE_ROW_READS, ids=lambda call: call.name)
 def test_no_row_for_a_single_row_request_means_session_not_found_without_a_second_request(
-    manager: SessionManager, api: respx.MockRouter, ids: Ids, call: Call
+    manager: SessionManager, api: respx.MockRouter, ids: Ids, call: WireCall
 ) -> None:
     call.route(api).mock(return_value=no_rows_response())
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from benchmarks import client_cost, contention, lost_updates, per_operation, session_size
+from benchmarks import client_cost, contention, faults, lost_updates, per_operation, session_size
 from benchmarks.context import Bench, open_bench
 from benchmarks.database import Database, open_database
 from benchmarks.parameters import Parameters
@@ -39,6 +39,7 @@ SECTIONS: tuple[Section, ...] = (
     session_size.run,
     lost_updates.run,
     client_cost.run,
+    faults.run,
 )
 
 

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import DictRow
 
 from agent_engine import AgentRegistry, SessionError, SessionManager
 from tests.db.behaviour.conftest import (
@@ -55,6 +56,12 @@ def manager(
     dsn = make_conninfo(database.dsn, application_name=application_name)
     with SessionManager.from_postgres(dsn, registry=registry, pool_size=POOL_SIZE) as manager:
         yield manager
+
+
+def hold_at_most(locker: psycopg.Connection[DictRow]) -> None:
+    """Make the server end the locker's transaction after WAIT_SECONDS idle in it: if a call
+    were not bounded, the test would then fail instead of waiting for it forever."""
+    locker.execute(f"set idle_in_transaction_session_timeout = {int(WAIT_SECONDS * 1000)}")
 
 
 def backends_of(database: Database, application_name: str) -> list[int]:
@@ -148,6 +155,35 @@ def test_a_connection_found_dead_at_checkout_is_retried_transparently_with_a_deb
     assert any("never ran" in message for message in debug), debug
 
 
+def test_finding_one_dropped_connection_discards_the_dropped_idle_siblings_at_once(
+    manager: SessionManager,
+    database: Database,
+    application_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    workspace_id = uuid.uuid4()
+    session = manager.create_session(
+        workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+    )
+    fill_pool(manager, database, POOL_SIZE)
+    kill_all(database, application_name)
+
+    with caplog.at_level(logging.DEBUG, logger="agent_engine"):
+        for index in range(POOL_SIZE):
+            manager.add_turn(
+                session.id, workspace_id=workspace_id, role="user", content=f"after {index}"
+            )
+
+    # Only the first checkout met a dead connection: its sweep discarded the other seven.
+    retries = [r for r in caplog.records if "never ran" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(retries) == 1
+    assert warnings == [
+        f"found {POOL_SIZE} dropped database connection(s) in the pool (server restart, "
+        "terminated backend or pooler timeout); discarded them"
+    ]
+
+
 @pytest.mark.parametrize("timeout", [0.5, 1.5])
 def test_a_call_on_a_row_locked_beyond_the_timeout_fails_retryably_in_about_the_timeout(
     database: Database, registry: AgentRegistry, timeout: float
@@ -160,6 +196,7 @@ def test_a_call_on_a_row_locked_beyond_the_timeout_fails_retryably_in_about_the_
         session = manager.create_session(
             workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
         )
+        hold_at_most(locker)
         with locker.transaction():
             locker.execute(
                 "select 1 from public.agent_sessions where id = %s for update", (session.id,)
@@ -196,6 +233,7 @@ def test_calls_blocked_on_a_lock_release_their_connections_so_other_calls_are_se
             )
             for _ in range(2)
         )
+        hold_at_most(locker)
         with locker.transaction():
             locker.execute(
                 "select 1 from public.agent_sessions where id = %s for update", (locked.id,)

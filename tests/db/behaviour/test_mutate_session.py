@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -101,3 +102,31 @@ def test_mutate_session_writes_nothing_when_the_change_is_empty(
     assert plain_manager.get_session(counter_session.id, workspace_id=workspace_id) == (
         counter_session
     )
+
+
+def test_mutate_session_logs_each_conflict_retry_at_debug_on_the_agent_engine_logger(
+    plain_manager: SessionManager,
+    counter_session: AgentSessionWithState,
+    workspace_id: uuid.UUID,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    interloped: list[int] = []
+
+    def change_behind_its_back_once(session: AgentSessionWithState) -> Mapping[str, Any]:
+        if not interloped:
+            interloped.append(session.version)
+            plain_manager.update_session_with_version(
+                session.id, session.version, workspace_id=workspace_id, current_mode="other"
+            )
+        return {"current_mode": "mine"}
+
+    with caplog.at_level(logging.DEBUG, logger="agent_engine"):
+        written = plain_manager.mutate_session(
+            counter_session.id, change_behind_its_back_once, workspace_id=workspace_id
+        )
+
+    assert (written.current_mode, written.version) == ("mine", 3)
+    retries = [r for r in caplog.records if r.name == "agent_engine" and "conflict" in r.msg]
+    assert len(retries) == 1
+    assert retries[0].levelno == logging.DEBUG
+    assert str(counter_session.id) in retries[0].getMessage()

@@ -51,7 +51,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger("agent_engine")
 
-_GUARDED_FIELDS = frozenset({"current_mode", "status", "last_activity_at"})
+_GUARDED_FIELDS = frozenset(SessionChanges.model_fields) - {"expected_version"}
 """What mutate_session's change may return: the fields update_session_with_version sets."""
 
 

@@ -64,6 +64,21 @@ def hold_at_most(locker: psycopg.Connection[DictRow]) -> None:
     locker.execute(f"set idle_in_transaction_session_timeout = {int(WAIT_SECONDS * 1000)}")
 
 
+@pytest.fixture
+def dropped_full_pool(
+    manager: SessionManager, database: Database, application_name: str
+) -> tuple[uuid.UUID, uuid.UUID]:
+    """(session id, workspace id) of a new session, once the manager's pool was filled with
+    POOL_SIZE connections and every one of them was terminated while idle."""
+    workspace_id = uuid.uuid4()
+    session = manager.create_session(
+        workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+    )
+    fill_pool(manager, database, POOL_SIZE)
+    assert kill_all(database, application_name) == POOL_SIZE
+    return session.id, workspace_id
+
+
 def backends_of(database: Database, application_name: str) -> list[int]:
     with database.connect_as_owner() as observer:
         rows = observer.execute(
@@ -88,16 +103,10 @@ def kill_all(database: Database, application_name: str) -> int:
 
 def test_killing_every_idle_connection_costs_at_most_one_of_8_calls_and_one_warning(
     manager: SessionManager,
-    database: Database,
-    application_name: str,
+    dropped_full_pool: tuple[uuid.UUID, uuid.UUID],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    workspace_id = uuid.uuid4()
-    session = manager.create_session(
-        workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
-    )
-    fill_pool(manager, database, POOL_SIZE)
-    assert kill_all(database, application_name) == POOL_SIZE
+    session_id, workspace_id = dropped_full_pool
     barrier = threading.Barrier(POOL_SIZE)
     started = time.monotonic()
     finished: list[float] = []
@@ -106,7 +115,7 @@ def test_killing_every_idle_connection_costs_at_most_one_of_8_calls_and_one_warn
         barrier.wait(timeout=WAIT_SECONDS)
         try:
             manager.add_turn(
-                session.id, workspace_id=workspace_id, role="user", content=f"after {index}"
+                session_id, workspace_id=workspace_id, role="user", content=f"after {index}"
             )
         except SessionError as error:
             return error
@@ -124,7 +133,7 @@ def test_killing_every_idle_connection_costs_at_most_one_of_8_calls_and_one_warn
     assert len(failures) <= 1, failures
     assert all(isinstance(f, SessionError) and f.retryable for f in failures)
     assert min(finished) < FIRST_CALL_AFTER_A_DROP_SECONDS
-    assert manager.get_turn_count(session.id, workspace_id=workspace_id) == POOL_SIZE - len(
+    assert manager.get_turn_count(session_id, workspace_id=workspace_id) == POOL_SIZE - len(
         failures
     )
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
@@ -157,21 +166,15 @@ def test_a_connection_found_dead_at_checkout_is_retried_transparently_with_a_deb
 
 def test_finding_one_dropped_connection_discards_the_dropped_idle_siblings_at_once(
     manager: SessionManager,
-    database: Database,
-    application_name: str,
+    dropped_full_pool: tuple[uuid.UUID, uuid.UUID],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    workspace_id = uuid.uuid4()
-    session = manager.create_session(
-        workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
-    )
-    fill_pool(manager, database, POOL_SIZE)
-    kill_all(database, application_name)
+    session_id, workspace_id = dropped_full_pool
 
     with caplog.at_level(logging.DEBUG, logger="agent_engine"):
         for index in range(POOL_SIZE):
             manager.add_turn(
-                session.id, workspace_id=workspace_id, role="user", content=f"after {index}"
+                session_id, workspace_id=workspace_id, role="user", content=f"after {index}"
             )
 
     # Only the first checkout met a dead connection: its sweep discarded the other seven.

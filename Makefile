@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit test-db bench lint typecheck clean
+.PHONY: setup demo test test-unit test-db bench lint typecheck generated unasync clean
 
 setup: $(STAMP)
 
@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/python -m demo
 
-## test: set up the virtualenv, then run lint, type checks and all tests (unit + database)
-test: setup lint typecheck
+## test: set up the virtualenv, then run lint, type checks, the generated-code check and all
+## tests (unit + database)
+test: setup lint typecheck generated
 	$(BIN)/python -m pytest
 
 test-unit: setup
@@ -38,6 +39,14 @@ lint: setup
 
 typecheck: setup
 	$(BIN)/mypy
+
+## generated: fail if agent_engine/_sync/ is not what tools/unasync.py makes of _async/
+generated: setup
+	$(BIN)/python tools/unasync.py --check
+
+## unasync: write agent_engine/_sync/ from agent_engine/_async/ (after editing the async source)
+unasync: setup
+	$(BIN)/python tools/unasync.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -3,26 +3,26 @@
 The public API is what this module exports; everything else is internal.
 """
 
-from agent_engine.agent_config import (
+from agent_engine._agent_config import (
     AgentConfig,
     ConfidenceThresholds,
     ModelSettings,
     ToolConfig,
 )
-from agent_engine.config import Settings, create_admin_client
-from agent_engine.errors import (
+from agent_engine._errors import (
     AgentConfigError,
     AgentEngineError,
     AgentNotFoundError,
     ConfigError,
     IdempotencyConflictError,
     InvalidTransitionError,
+    MigrationError,
     SessionAlreadyActiveError,
     SessionError,
     SessionNotFoundError,
     VersionConflictError,
 )
-from agent_engine.models import (
+from agent_engine._models import (
     AgentSession,
     AgentSessionWithState,
     AgentTurn,
@@ -32,10 +32,12 @@ from agent_engine.models import (
     ToolCallRecord,
     TurnRole,
 )
-from agent_engine.registry import AgentRegistry, agent_registry
-from agent_engine.session_manager import SessionManager
+from agent_engine._registry import AgentRegistry, agent_registry
+from agent_engine._sync.session_manager import SessionManager
+from agent_engine.settings import Settings, create_admin_client
 
 __all__ = [
+    "JSON",
     "AgentConfig",
     "AgentConfigError",
     "AgentEngineError",
@@ -44,12 +46,25 @@ __all__ = [
     "AgentSession",
     "AgentSessionWithState",
     "AgentTurn",
+    "AnyOf",
+    "AsyncSessionManager",
+    "AsyncTransport",
+    "Call",
+    "Condition",
     "ConfidenceThresholds",
     "ConfigError",
+    "Embed",
+    "Equals",
+    "Failure",
+    "GreaterThan",
     "IdempotencyConflictError",
     "IntentRecord",
     "InvalidTransitionError",
+    "MigrationError",
     "ModelSettings",
+    "OneOf",
+    "Request",
+    "Select",
     "SessionAlreadyActiveError",
     "SessionError",
     "SessionManager",
@@ -59,8 +74,11 @@ __all__ = [
     "Settings",
     "ToolCallRecord",
     "ToolConfig",
+    "Transport",
     "TurnRole",
+    "Update",
     "VersionConflictError",
     "agent_registry",
     "create_admin_client",
+    "create_async_admin_client",
 ]

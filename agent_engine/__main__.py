@@ -6,8 +6,8 @@ import argparse
 import os
 import sys
 
-from agent_engine.config import DATABASE_URL_VARIABLE
-from agent_engine.errors import AgentEngineError
+from agent_engine._errors import AgentEngineError
+from agent_engine.settings import DATABASE_URL_VARIABLE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("directory")
     arguments = parser.parse_args(argv)
 
-    from agent_engine.migrate import apply_migrations, export_migrations
+    from agent_engine._migrate import apply_migrations, export_migrations
 
     try:
         if arguments.command == "export-migrations":

@@ -27,10 +27,11 @@ import psycopg
 from postgrest.base_request_builder import BaseFilterRequestBuilder
 from supabase import Client
 
-from agent_engine import SessionManager, schema
-from agent_engine.models import SessionScope
-from agent_engine.postgres_transport import compile_request
-from agent_engine.transport import JSON, Failure, Request
+from agent_engine import SessionManager
+from agent_engine import _schema as schema
+from agent_engine._models import SessionScope
+from agent_engine._postgres_sql import compile_request
+from agent_engine._transport import JSON, Failure, Request
 from benchmarks.context import Bench
 from benchmarks.mock_postgrest import MockPostgrest, mock_postgrest
 from benchmarks.per_operation import TURNS_BEFORE_GET_TURNS

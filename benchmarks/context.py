@@ -10,8 +10,9 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg import sql
 
-from agent_engine import AgentSessionWithState, SessionManager, schema
-from agent_engine.postgres_transport import PostgresTransport
+from agent_engine import AgentSessionWithState, SessionManager
+from agent_engine import _schema as schema
+from agent_engine._sync.postgres_transport import PostgresTransport
 from benchmarks.counting import CountingConnection
 from benchmarks.database import Database
 from benchmarks.parameters import Parameters

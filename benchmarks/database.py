@@ -23,8 +23,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from agent_engine import schema
-from agent_engine.migrate import apply_migrations
+from agent_engine import _schema as schema
+from agent_engine._migrate import apply_migrations
 
 DATABASE_URL_VARIABLE = "DATABASE_URL"
 

@@ -28,8 +28,8 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from agent_engine import SessionError, SessionManager
-from agent_engine.local_postgres import LocalPostgres
-from agent_engine.migrate import apply_migrations
+from agent_engine._migrate import apply_migrations
+from agent_engine.testing import LocalPostgres
 from benchmarks.context import Bench
 from benchmarks.parameters import Parameters
 from benchmarks.report import Report, Row

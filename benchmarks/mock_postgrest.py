@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from supabase import Client
 
 from agent_engine import Settings, create_admin_client
-from agent_engine.transport import JSON, Request, Select, Update
+from agent_engine._transport import JSON, Request, Select, Update
 from benchmarks.timing import Call
 
 PROJECT_URL = "https://client-cost-benchmark.supabase.co"

@@ -21,8 +21,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from agent_engine import AgentRegistry, SessionManager, Settings
-from agent_engine.local_postgres import LocalPostgres
-from agent_engine.migrate import apply_migrations, packaged_migrations
+from agent_engine._migrate import apply_migrations, packaged_migrations
+from agent_engine.testing import LocalPostgres
 
 DEFAULT_DATA_DIRECTORY = Path(__file__).resolve().parent.parent / ".cache" / "demo-postgres"
 

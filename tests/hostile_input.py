@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from agent_engine import SessionManager
-from agent_engine.models import (
+from agent_engine._models import (
     IDENTIFIER_MAX_LENGTH,
     JSON_MAX_DEPTH,
     JSON_SAFE_INTEGER,

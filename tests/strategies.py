@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from agent_engine.models import JSON_SAFE_INTEGER
+from agent_engine._models import JSON_SAFE_INTEGER
 
 _AWKWARD = ["\x00", " ", "\t", "\n", "\r", "\x0b", "\x1c", "\x85", "\xa0", "\u180e", "\u200b",
             "\u2028", "\u3000", "\ufeff", "\\", "'", '"', "%", "$", "é", "😀"]  # fmt: skip

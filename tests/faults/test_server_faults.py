@@ -23,7 +23,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent_engine import SessionError, SessionManager
-from agent_engine.local_postgres import LocalPostgres
+from agent_engine.testing import LocalPostgres
 from tests.db.conftest import Database
 
 T = TypeVar("T")

@@ -187,7 +187,7 @@ def test_concurrent_registration_keeps_every_agent() -> None:
 
 
 def test_the_module_level_registry_is_one_shared_instance() -> None:
-    from agent_engine.registry import agent_registry as same
+    from agent_engine._registry import agent_registry as same
 
     assert isinstance(agent_registry, AgentRegistry)
     assert same is agent_registry

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from agent_engine import ConfigError, Settings
-from agent_engine.dsn import mask_dsn, parse_dsn
+from agent_engine._dsn import mask_dsn, parse_dsn
 from tests.leaks import leaked_piece, observe
 
 PASSWORD = "Hunter2-Sekr3t"

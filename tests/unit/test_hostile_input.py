@@ -14,7 +14,7 @@ import respx
 from supabase import AsyncClient, AsyncClientOptions
 
 from agent_engine import SessionManager, ToolCallRecord
-from agent_engine.models import IDENTIFIER_MAX_LENGTH
+from agent_engine._models import IDENTIFIER_MAX_LENGTH
 from tests.hostile_input import HOSTILE_INPUT
 from tests.unit.conftest import AGENT_ID, PROJECT_URL, Ids, Rows, json_body, rpc_response
 

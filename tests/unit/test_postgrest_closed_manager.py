@@ -15,7 +15,7 @@ import respx
 from supabase import Client
 
 from agent_engine import SessionError, SessionManager, Settings
-from agent_engine.postgrest_transport import PostgrestTransport
+from agent_engine._sync.postgrest_transport import PostgrestTransport
 from tests.unit.conftest import (
     AGENT_ID,
     LEGACY_SERVICE_ROLE_KEY,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent_engine.transport import RedactedError, redacted_cause, redacted_text
+from agent_engine._transport import RedactedError, redacted_cause, redacted_text
 
 SECRET = "sb_secret_N7UND0UgjKTVK-Uodkm0Hg_xSvEMPvz"
 

@@ -21,7 +21,7 @@ import respx
 from supabase import Client, ClientOptions, create_client
 
 from agent_engine import AgentEngineError, ConfigError, SessionError, SessionManager
-from agent_engine.transport import RedactedError
+from agent_engine._transport import RedactedError
 from tests.unit.conftest import LEGACY_SERVICE_ROLE_KEY, PROJECT_URL, Ids
 
 KEY_PARTS = ("sb_secret_Qm9yZGVyQ29sbGll", "U2VjcmV0UGFydA")

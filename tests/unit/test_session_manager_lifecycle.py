@@ -8,9 +8,9 @@ import pytest
 import respx
 from supabase import Client
 
-import agent_engine.session_manager as session_manager_module
+import agent_engine._sync.session_manager as session_manager_module
 from agent_engine import AgentRegistry, SessionManager, Settings, create_admin_client
-from agent_engine.postgrest_transport import PostgrestTransport
+from agent_engine._sync.postgrest_transport import PostgrestTransport
 from tests.unit.conftest import (
     LEGACY_SERVICE_ROLE_KEY,
     PROJECT_URL,

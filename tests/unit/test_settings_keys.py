@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from agent_engine import ConfigError, Settings, create_admin_client
-from agent_engine.config import check_service_key
+from agent_engine.settings import check_service_key
 from tests.unit.test_settings import SECRET_KEY, SERVICE_JWT, URL, encode_jwt_part, make_jwt
 
 HOUR = 3600

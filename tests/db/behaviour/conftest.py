@@ -20,8 +20,8 @@ import pytest
 from psycopg.rows import DictRow
 
 from agent_engine import AgentRegistry, AgentSessionWithState, SessionManager
-from agent_engine.postgres_transport import PostgresTransport
-from agent_engine.transport import JSON, Failure, Request
+from agent_engine._sync.postgres_transport import PostgresTransport
+from agent_engine._transport import JSON, Failure, Request
 from tests.db.conftest import Database
 
 AGENT_ID = "whatsapp-sales"

@@ -19,7 +19,7 @@ import pytest
 from psycopg.rows import DictRow
 
 from agent_engine import AgentRegistry, SessionError, SessionManager
-from agent_engine.postgres_transport import PostgresTransport
+from agent_engine._sync.postgres_transport import PostgresTransport
 from tests.db.behaviour.conftest import AGENT_ID, WAIT_SECONDS, wait_for_lock_waiters
 from tests.db.conftest import Database
 

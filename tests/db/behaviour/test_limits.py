@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent_engine import AgentSessionWithState, SessionManager
-from agent_engine.models import (
+from agent_engine._models import (
     IDENTIFIER_MAX_LENGTH,
     JSON_MAX_DEPTH,
     JSON_SAFE_INTEGER,

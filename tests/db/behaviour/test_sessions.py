@@ -18,7 +18,7 @@ from agent_engine import (
     SessionStatus,
     VersionConflictError,
 )
-from agent_engine.schema import GET_OR_CREATE_SESSION_FUNCTION
+from agent_engine._schema import GET_OR_CREATE_SESSION_FUNCTION
 from tests.db.behaviour.conftest import (
     AGENT_ID,
     OTHER_AGENT_ID,

@@ -1,24 +1,26 @@
 """Every session operation, built once as data and concluded once from the answer.
 
-An `Operation` is a request (see `transport`), how to parse its JSON answer, and how to
-explain a failure. Managers only run operations through a transport (`run_operation` below
-for sync code), so the Supabase and the direct transport, sync or async, share every query,
-every parser and every error decision.
+An `Operation` is a request (see `_transport`), how to parse its JSON answer, and how to
+explain a failure. Each builder below is named after the public method it serves, takes that
+method's arguments and validates them (bad input raises ValueError before anything is
+sent); the managers only run the operation through a transport, so the Supabase and the
+direct transport, sync or async, share every rule, query, parser and error decision.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
+from uuid import UUID
 
 from pydantic import JsonValue
 
-from agent_engine import schema
-from agent_engine.agent_config import AgentConfig
-from agent_engine.error_mapping import ErrorScope, translate
-from agent_engine.errors import (
+from agent_engine import _schema as schema
+from agent_engine._agent_config import AgentConfig
+from agent_engine._error_mapping import ErrorScope, translate
+from agent_engine._errors import (
     AgentEngineError,
     IdempotencyConflictError,
     InvalidTransitionError,
@@ -26,8 +28,9 @@ from agent_engine.errors import (
     SessionError,
     VersionConflictError,
 )
-from agent_engine.lifecycle import may_change_status, statuses_leading_to
-from agent_engine.models import (
+from agent_engine._lifecycle import may_change_status, statuses_leading_to
+from agent_engine._models import (
+    AgentMode,
     AgentSession,
     AgentSessionWithState,
     AgentTurn,
@@ -37,6 +40,7 @@ from agent_engine.models import (
     NewSession,
     NewTemplate,
     NewTurn,
+    Retries,
     SessionChanges,
     SessionScope,
     SessionState,
@@ -44,8 +48,8 @@ from agent_engine.models import (
     StateChanges,
     TurnPage,
 )
-from agent_engine.registry import AgentRegistry
-from agent_engine.transport import (
+from agent_engine._registry import AgentRegistry
+from agent_engine._transport import (
     JSON,
     NO_ROWS_CODE,
     AnyOf,
@@ -58,12 +62,26 @@ from agent_engine.transport import (
     OneOf,
     Request,
     Select,
-    Transport,
     Update,
 )
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+Id: TypeAlias = UUID | str
+"""A session, workspace, conversation or contact id: a UUID, or its text."""
+
+Fields: TypeAlias = Mapping[str, Any]
+"""What mutate_session's change returns: the session fields to set, or None/{} for none."""
+
+Change: TypeAlias = Callable[[AgentSessionWithState], Fields | None]
+"""mutate_session's change on SessionManager: a plain function of the session read."""
+
+AsyncChange: TypeAlias = Callable[[AgentSessionWithState], Fields | Awaitable[Fields | None] | None]
+"""mutate_session's change on AsyncSessionManager: a plain or an async function."""
+
+GUARDED_FIELDS = frozenset(SessionChanges.model_fields) - {"expected_version"}
+"""What mutate_session's change may return: the fields update_session_with_version sets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +139,8 @@ class Operation(Generic[T]):
             ) from error
 
 
-def run_operation(transport: Transport, operation: Operation[T]) -> T:
-    """Run `operation` on a synchronous transport."""
-    outcome = transport.execute(operation.request)
-    look_request = operation.second_look_request(outcome)
-    look = transport.execute(look_request) if look_request is not None else None
-    return operation.conclude(outcome, look)
+def _scope(session_id: Id, workspace_id: Id) -> SessionScope:
+    return SessionScope.model_validate({"session_id": session_id, "workspace_id": workspace_id})
 
 
 def _of_session(scope: SessionScope, id_column: str = "id") -> tuple[Condition, ...]:
@@ -180,18 +194,52 @@ def _new_session_operation(function: str, new: NewSession) -> Operation[AgentSes
     )
 
 
-def create_session(new: NewSession) -> Operation[AgentSessionWithState]:
-    """Insert a session and its state in one transaction; 23505 means one is already active."""
-    return _new_session_operation(schema.CREATE_SESSION_FUNCTION, new)
+def create_session(
+    registry: AgentRegistry | None, fields: Mapping[str, Any]
+) -> Operation[AgentSessionWithState]:
+    """Insert a session and its state in one transaction; 23505 means one is already active.
+
+    `fields`: create_session's keyword arguments (see `new_session`).
+    """
+    return _new_session_operation(schema.CREATE_SESSION_FUNCTION, new_session(registry, fields))
 
 
-def get_or_create_session(new: NewSession) -> Operation[AgentSessionWithState]:
+def get_or_create_session(
+    registry: AgentRegistry | None, fields: Mapping[str, Any]
+) -> Operation[AgentSessionWithState]:
     """The active session for the conversation and agent, created if there is none."""
-    return _new_session_operation(schema.GET_OR_CREATE_SESSION_FUNCTION, new)
+    return _new_session_operation(
+        schema.GET_OR_CREATE_SESSION_FUNCTION, new_session(registry, fields)
+    )
 
 
-def get_session(scope: SessionScope) -> Operation[AgentSessionWithState]:
+def new_session(registry: AgentRegistry | None, fields: Mapping[str, Any]) -> NewSession:
+    """A new session's validated values: with a registry the agent must be registered and the
+    mode one of its states (its initial_state by default); without one a mode is required."""
+    agent_id, mode = fields["agent_id"], fields["initial_mode"]
+    if registry is not None:
+        # The agent id and mode are checked first, so the registry is asked about a
+        # well-formed id only.
+        chosen = AgentMode.model_validate({"agent_id": agent_id, "initial_mode": mode})
+        agent = registry.get(chosen.agent_id)
+        mode = agent.initial_state if chosen.initial_mode is None else chosen.initial_mode
+        if mode not in agent.states:
+            raise ValueError(f"initial_mode {mode!r} is not a state of agent {chosen.agent_id!r}")
+    elif mode is None:
+        raise ValueError("initial_mode is required when the manager has no registry")
+    initial_state = fields["initial_state"]
+    return NewSession.model_validate(
+        {
+            **fields,
+            "initial_mode": mode,
+            "initial_state": initial_state if initial_state is not None else {},
+        }
+    )
+
+
+def get_session(session_id: Id, workspace_id: Id) -> Operation[AgentSessionWithState]:
     """The session with its state embedded, in one read."""
+    scope = _scope(session_id, workspace_id)
     return Operation(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), embeds=(_STATE_EMBED,)),
         parse=_session_with_state,
@@ -199,8 +247,13 @@ def get_session(scope: SessionScope) -> Operation[AgentSessionWithState]:
     )
 
 
-def get_session_by_conversation(key: ConversationKey) -> Operation[AgentSessionWithState | None]:
+def get_session_by_conversation(
+    conversation_id: Id, agent_id: str, workspace_id: Id
+) -> Operation[AgentSessionWithState | None]:
     """The active session of a conversation and agent, or None."""
+    key = ConversationKey.model_validate(
+        {"workspace_id": workspace_id, "conversation_id": conversation_id, "agent_id": agent_id}
+    )
 
     def first_or_none(rows: JSON) -> AgentSessionWithState | None:
         return _session_with_state(rows[0]) if rows else None
@@ -233,14 +286,24 @@ class GuardedChange:
     """With a registry: the registered agents, whose valid_transitions guard a mode change."""
 
 
-def update_session_with_version(change: GuardedChange) -> Operation[AgentSession]:
+def update_session_with_version(
+    session_id: Id,
+    workspace_id: Id,
+    registry: AgentRegistry | None,
+    fields: Mapping[str, Any],
+) -> Operation[AgentSession]:
     """PATCH the session where id, workspace_id and version match (and the change is allowed).
 
-    The transition rules are conditions of the same UPDATE, so they are checked against the
-    row as it is when written, not as it was read. No match: a second read says why.
-    Raises InvalidTransitionError at once when no registered agent has the target mode.
+    `fields`: expected_version and the fields to set (None: unchanged); at least one must
+    change. The transition rules are conditions of the same UPDATE, so they are checked
+    against the row as it is when written, not as it was read. No match: a second read says
+    why. Raises InvalidTransitionError at once when no registered agent has the target mode.
     """
-    scope, changes = change.scope, change.changes
+    changes = SessionChanges.model_validate(fields)
+    if not changes.as_row():
+        raise ValueError("update_session_with_version needs at least one field to change")
+    change = GuardedChange(_scope(session_id, workspace_id), changes, _agents_of(registry))
+    scope = change.scope
     conditions: list[Condition] = [
         *_of_session(scope),
         Equals("version", changes.expected_version),
@@ -349,8 +412,9 @@ def _mode_error(
     )
 
 
-def get_state(scope: SessionScope) -> Operation[SessionState]:
+def get_state(session_id: Id, workspace_id: Id) -> Operation[SessionState]:
     """The session's state row."""
+    scope = _scope(session_id, workspace_id)
     return Operation(
         request=Select(schema.STATE_TABLE, _of_session(scope, "session_id")),
         parse=SessionState.model_validate,
@@ -358,8 +422,14 @@ def get_state(scope: SessionScope) -> Operation[SessionState]:
     )
 
 
-def update_state(scope: SessionScope, changes: StateChanges) -> Operation[SessionState]:
+def update_state(
+    session_id: Id, workspace_id: Id, fields: Mapping[str, Any]
+) -> Operation[SessionState]:
     """Replace the given state fields in one UPDATE (last writer wins per field)."""
+    scope = _scope(session_id, workspace_id)
+    changes = StateChanges.model_validate(fields)
+    if not changes.model_fields_set:
+        raise ValueError("update_state needs at least one of the state fields")
     return Operation(
         request=Update(schema.STATE_TABLE, changes.as_row(), _of_session(scope, "session_id")),
         parse=SessionState.model_validate,
@@ -377,15 +447,21 @@ def _state_function(
     )
 
 
-def add_intent_seen(scope: SessionScope, new: NewIntent) -> Operation[SessionState]:
+def add_intent_seen(session_id: Id, workspace_id: Id, intent: str) -> Operation[SessionState]:
     """Append an intent; the database assigns its order in the same statement."""
+    scope = _scope(session_id, workspace_id)
+    new = NewIntent.model_validate({"intent": intent})
     return _state_function(
         "add_intent_seen", schema.APPEND_INTENT_FUNCTION, scope, p_intent=new.intent
     )
 
 
-def add_template_sent(scope: SessionScope, new: NewTemplate) -> Operation[SessionState]:
+def add_template_sent(
+    session_id: Id, workspace_id: Id, template_name: str
+) -> Operation[SessionState]:
     """Record a template as sent (once: sending it again changes nothing)."""
+    scope = _scope(session_id, workspace_id)
+    new = NewTemplate.model_validate({"template_name": template_name})
     return _state_function(
         "add_template_sent",
         schema.APPEND_TEMPLATE_FUNCTION,
@@ -395,9 +471,13 @@ def add_template_sent(scope: SessionScope, new: NewTemplate) -> Operation[Sessio
 
 
 def update_captured_data(
-    scope: SessionScope, change: CapturedDataChange
+    session_id: Id, workspace_id: Id, data: Mapping[str, Any]
 ) -> Operation[SessionState]:
     """Shallow-merge the data into captured_data in one statement."""
+    scope = _scope(session_id, workspace_id)
+    change = CapturedDataChange.model_validate(
+        {"data": dict(data) if isinstance(data, Mapping) else data}
+    )
     return _state_function(
         "update_captured_data",
         schema.MERGE_CAPTURED_DATA_FUNCTION,
@@ -406,8 +486,13 @@ def update_captured_data(
     )
 
 
-def add_turn(scope: SessionScope, turn: NewTurn) -> Operation[AgentTurn]:
-    """Store a turn and update the session's totals in one transaction (idempotent by key)."""
+def add_turn(session_id: Id, workspace_id: Id, fields: Mapping[str, Any]) -> Operation[AgentTurn]:
+    """Store a turn and update the session's totals in one transaction (idempotent by key).
+
+    `fields`: add_turn's keyword arguments (role, content, tokens_used...).
+    """
+    scope = _scope(session_id, workspace_id)
+    turn = NewTurn.model_validate(fields)
 
     def number_taken(failure: Failure) -> AgentEngineError:
         return SessionError(
@@ -467,8 +552,12 @@ def _stored_turn_number(details: str | None) -> int | None:
     return number if isinstance(number, int) and not isinstance(number, bool) else None
 
 
-def get_turns(scope: SessionScope, page: TurnPage) -> Operation[list[AgentTurn]]:
+def get_turns(
+    session_id: Id, workspace_id: Id, limit: int | None, after_turn: int | None
+) -> Operation[list[AgentTurn]]:
     """Turns ordered by turn_number, embedded under the session so a missing one is an error."""
+    scope = _scope(session_id, workspace_id)
+    page = TurnPage(limit=limit, after_turn=after_turn)
     after = (GreaterThan("turn_number", page.after_turn),) if page.after_turn is not None else ()
     embed = Embed(
         schema.TURNS_TABLE, many=True, conditions=after, order_by="turn_number", limit=page.limit
@@ -480,17 +569,18 @@ def get_turns(scope: SessionScope, page: TurnPage) -> Operation[list[AgentTurn]]
     )
 
 
-def get_total_tokens_used(scope: SessionScope) -> Operation[int]:
+def get_total_tokens_used(session_id: Id, workspace_id: Id) -> Operation[int]:
     """The session's running token total, never summing turns."""
-    return _session_total("get_total_tokens_used", scope, "tokens_used")
+    return _session_total("get_total_tokens_used", session_id, workspace_id, "tokens_used")
 
 
-def get_turn_count(scope: SessionScope) -> Operation[int]:
+def get_turn_count(session_id: Id, workspace_id: Id) -> Operation[int]:
     """The session's running turn count, never counting turns."""
-    return _session_total("get_turn_count", scope, "turn_count")
+    return _session_total("get_turn_count", session_id, workspace_id, "turn_count")
 
 
-def _session_total(operation: str, scope: SessionScope, column: str) -> Operation[int]:
+def _session_total(operation: str, session_id: Id, workspace_id: Id, column: str) -> Operation[int]:
+    scope = _scope(session_id, workspace_id)
     return Operation(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), columns=(column,)),
         parse=lambda row: int(row[column]),
@@ -498,6 +588,31 @@ def _session_total(operation: str, scope: SessionScope, column: str) -> Operatio
     )
 
 
-def registered_agents(registry: AgentRegistry | None) -> dict[str, AgentConfig] | None:
+def _agents_of(registry: AgentRegistry | None) -> dict[str, AgentConfig] | None:
     """A snapshot of the registry for transition guards (None: no registry, no guard)."""
     return None if registry is None else {config.id: config for config in registry.list()}
+
+
+# mutate_session: its loop (reads, writes, sleeps) runs in the managers; its rules live here.
+
+
+def mutation_attempts(attempts: int, change: object) -> int:
+    """How many times mutate_session may try: ValueError for a bad count or a change that
+    is not callable, before anything is read."""
+    retries = Retries(attempts=attempts)
+    if not callable(change):
+        raise ValueError(f"change must be a callable, got {type(change).__name__}")
+    return retries.attempts
+
+
+def guarded_fields(session: AgentSession, fields: Fields) -> dict[str, Any]:
+    """update_session_with_version's fields for what a change returned, guarded by the
+    version read; ValueError for a field mutate_session cannot set."""
+    unknown = set(fields) - GUARDED_FIELDS
+    if unknown:
+        raise ValueError(
+            f"change returned fields mutate_session cannot set: {sorted(unknown)} "
+            f"(allowed: {sorted(GUARDED_FIELDS)})"
+        )
+    unset = dict.fromkeys(GUARDED_FIELDS)
+    return {**unset, **fields, "expected_version": session.version}

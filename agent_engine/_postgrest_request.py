@@ -1,11 +1,11 @@
-"""Runs requests through a service-role supabase.Client (PostgREST over HTTP).
+"""The Supabase transport's requests and its reading of answers, shared by its twins.
 
-Only the wire format lives here: each request becomes one PostgREST call through
-postgrest-py's builders. Single-row requests use `.single()`, which sends
-`Accept: application/vnd.pgrst.object+json`, so PostgREST itself refuses (and rolls back)
-a write that would touch zero or several rows with PGRST116.
+Each request becomes one PostgREST call through postgrest-py's builders. Single-row
+requests use `.single()`, which sends `Accept: application/vnd.pgrst.object+json`, so
+PostgREST itself refuses (and rolls back) a write that would touch zero or several rows
+with PGRST116.
 
-The transport sends the request postgrest-py built and reads the HTTP answer itself:
+The transports send the request postgrest-py built and read the HTTP answer here:
 postgrest-py's APIError drops the HTTP status, which is all a gateway's error page (or a
 `{"message": ...}` without a code) says, and its `execute()` hands back an HTML page or an
 empty body as if it were data. Every outcome is JSON or a Failure; no httpx or decoding
@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, overload
 
 import httpx
-from postgrest import APIError, SyncPostgrestClient
+from postgrest import APIError, AsyncPostgrestClient, SyncPostgrestClient
 from postgrest.base_request_builder import RequestConfig
 from postgrest.exceptions import APIErrorFromJSON, generate_default_error_message
 from postgrest.utils import sanitize_param
 from pydantic import ValidationError
-from supabase import Client
+from supabase import AsyncClient, Client
 
-from agent_engine.config import is_sendable_key
-from agent_engine.errors import ConfigError
-from agent_engine.transport import (
+from agent_engine._errors import ConfigError
+from agent_engine._transport import (
     JSON,
     AnyOf,
     Call,
@@ -45,6 +44,7 @@ from agent_engine.transport import (
     redacted_cause,
     redacted_text,
 )
+from agent_engine.settings import is_sendable_key
 
 _GATEWAY_STATUSES = frozenset({429, 502, 503, 504, 520})
 """Statuses that gateways in front of PostgREST (Cloudflare, Kong, Supavisor) answer for a
@@ -52,7 +52,7 @@ passing condition, with a body of their own rather than a PostgREST code."""
 
 _TOO_MANY_REQUESTS = 429
 
-_HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
+HTTPX_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.CookieConflict, httpx.StreamError)
 """Every exception httpx defines (StreamError, a RuntimeError, is caught before the handler
 of the closed client's RuntimeError)."""
 
@@ -71,93 +71,58 @@ _JSON_NAMES: dict[type, str] = {
 }
 
 
-class PostgrestTransport:
-    """The Supabase transport. Thread-safe: every call builds its own request.
-
-    `owns_client`: close the client's HTTP connections on `close()` (true when the manager
-    created the client itself). After `close()` every call is a non-retryable Failure saying
-    the manager is closed, and nothing is sent, whoever owns the client. Raises ConfigError
-    (without the key) if the client's key cannot be sent in an HTTP header.
-    """
-
-    def __init__(self, client: Client, *, owns_client: bool = False) -> None:
-        self._client = client
-        self._owns_client = owns_client
-        self._closed = False
-        # Build the lazily-created PostgREST sub-client now, not racily on first use.
-        self._postgrest = _postgrest_of(client)
-
-    def execute(self, request: Request) -> JSON | Failure:
-        """Send `request` as one HTTP call; API, network and decoding errors become a Failure."""
-        if self._closed:
-            return closed_failure()
-        try:
-            # Sent once: postgrest-py's own retry of GETs sleeps 1, 2, 4 s, past any timeout;
-            # a retryable Failure lets the caller decide instead.
-            response = self._prepared(request).send(httpx.Headers())
-        except _HTTPX_ERRORS as error:
-            return self._redacted(_exception_failure(error))
-        except RuntimeError as error:
-            # httpx's "Cannot send a request, as the client has been closed": the manager
-            # was closed meanwhile, or the owner of a client passed in closed it.
-            if not self._postgrest.session.is_closed:
-                raise
-            return self._redacted(_closed_client_failure(error, manager_closed=self._closed))
-        outcome = _answer(request, response)
-        return self._redacted(outcome) if isinstance(outcome, Failure) else outcome
-
-    def close(self) -> None:
-        """Refuse every later call; close the HTTP connections if this transport owns them."""
-        self._closed = True
-        if self._owns_client:
-            self._postgrest.session.close()
-
-    def _prepared(self, request: Request) -> RequestConfig[httpx.Client]:
-        """The HTTP request postgrest-py's builders make of `request`, not yet sent."""
-        builder: Any
-        if isinstance(request, Call):
-            builder = self._client.rpc(request.function, dict(request.arguments))
-        elif isinstance(request, Update):
-            builder = self._client.table(request.table).update(dict(request.values))
-            builder = _filtered(builder, request.conditions).single()
-        else:
-            builder = self._select(request)
-        config: RequestConfig[httpx.Client] = builder.request
-        return config
-
-    def _select(self, request: Select) -> Any:
-        columns = ",".join([*request.columns, *(f"{embed.table}(*)" for embed in request.embeds)])
-        builder: Any = _filtered(
-            self._client.table(request.table).select(columns), request.conditions
-        )
-        for embed in request.embeds:
-            builder = _embedded(builder, embed)
-        if request.limit is not None:
-            builder = builder.limit(request.limit)
-        return builder.single() if request.single else builder
-
-    def _redacted(self, failure: Failure) -> Failure:
-        """`failure` without the client's key in its texts or its cause."""
-        secrets = self._secrets()
-        return replace(
-            failure,
-            message=redacted_text(failure.message, secrets),
-            details=None if failure.details is None else redacted_text(failure.details, secrets),
-            hint=None if failure.hint is None else redacted_text(failure.hint, secrets),
-            cause=None if failure.cause is None else redacted_cause(failure.cause, secrets),
-        )
-
-    def _secrets(self) -> list[str]:
-        """The key and the credentials actually sent, read now: an auth event can swap them."""
-        secrets = [self._client.supabase_key]
-        for headers in (self._postgrest.headers, self._postgrest.session.headers):
-            authorization = headers.get("authorization", "")
-            secrets += [headers.get("apikey", ""), authorization]
-            secrets.append(authorization.removeprefix("Bearer "))
-        return secrets
+def prepared(client: Client | AsyncClient, request: Request) -> RequestConfig[Any]:
+    """The HTTP request postgrest-py's builders make of `request`, not yet sent."""
+    builder: Any
+    if isinstance(request, Call):
+        builder = client.rpc(request.function, dict(request.arguments))
+    elif isinstance(request, Update):
+        builder = client.table(request.table).update(dict(request.values))
+        builder = _filtered(builder, request.conditions).single()
+    else:
+        builder = _select(client, request)
+    config: RequestConfig[Any] = builder.request
+    return config
 
 
-def _postgrest_of(client: Client) -> SyncPostgrestClient:
+def _select(client: Client | AsyncClient, request: Select) -> Any:
+    columns = ",".join([*request.columns, *(f"{embed.table}(*)" for embed in request.embeds)])
+    builder: Any = _filtered(client.table(request.table).select(columns), request.conditions)
+    for embed in request.embeds:
+        builder = _embedded(builder, embed)
+    if request.limit is not None:
+        builder = builder.limit(request.limit)
+    return builder.single() if request.single else builder
+
+
+def redacted(failure: Failure, secrets: list[str]) -> Failure:
+    """`failure` without any of `secrets` in its texts or its cause."""
+    return replace(
+        failure,
+        message=redacted_text(failure.message, secrets),
+        details=None if failure.details is None else redacted_text(failure.details, secrets),
+        hint=None if failure.hint is None else redacted_text(failure.hint, secrets),
+        cause=None if failure.cause is None else redacted_cause(failure.cause, secrets),
+    )
+
+
+def secrets_of(
+    client: Client | AsyncClient, postgrest: SyncPostgrestClient | AsyncPostgrestClient
+) -> list[str]:
+    """The key and the credentials actually sent, read now: an auth event can swap them."""
+    secrets = [client.supabase_key]
+    for headers in (postgrest.headers, postgrest.session.headers):
+        authorization = headers.get("authorization", "")
+        secrets += [headers.get("apikey", ""), authorization]
+        secrets.append(authorization.removeprefix("Bearer "))
+    return secrets
+
+
+@overload
+def postgrest_of(client: Client) -> SyncPostgrestClient: ...
+@overload
+def postgrest_of(client: AsyncClient) -> AsyncPostgrestClient: ...
+def postgrest_of(client: Client | AsyncClient) -> SyncPostgrestClient | AsyncPostgrestClient:
     """`client.postgrest`; ConfigError if its key cannot be sent, before anything is sent.
 
     httpx refuses such a key only when sending (h11's "Illegal header value" quoting it,
@@ -177,7 +142,7 @@ def _postgrest_of(client: Client) -> SyncPostgrestClient:
     ) from problem
 
 
-def _exception_failure(error: Exception) -> Failure:
+def exception_failure(error: Exception) -> Failure:
     """What an httpx exception means: network and timeouts may pass, local mistakes do not."""
     if isinstance(error, httpx.HTTPStatusError):
         # Only an event hook of the user's client raises it (the body is gone by then).
@@ -196,14 +161,15 @@ def _exception_failure(error: Exception) -> Failure:
     return Failure(code=None, message=message, unreachable=passing, retryable=passing, cause=error)
 
 
-def _closed_client_failure(error: RuntimeError, *, manager_closed: bool) -> Failure:
+def closed_client_failure(error: RuntimeError, *, manager_closed: bool) -> Failure:
+    """The Failure of a call whose HTTP client was closed (by the manager or its owner)."""
     if manager_closed:
         return closed_failure(error)
     message = "the Supabase client's HTTP client is closed"
     return Failure(code=None, message=message, retryable=False, cause=error)
 
 
-def _answer(request: Request, response: httpx.Response) -> JSON | Failure:
+def answer(request: Request, response: httpx.Response) -> JSON | Failure:
     """The JSON answer of the shape `request` promises, or a Failure saying what came instead."""
     if not response.is_success:
         return _error_failure(response)

@@ -19,13 +19,13 @@ from typing import Any
 
 import psycopg
 
-from agent_engine.dsn import parse_dsn
-from agent_engine.errors import MigrationError
+from agent_engine._dsn import parse_dsn
+from agent_engine._errors import MigrationError
+from agent_engine.testing import supabase_roles_sql
 
 _PACKAGE = "agent_engine"
 _MIGRATIONS_FOLDER = "migrations"
-_LOCAL_SUPABASE_FILE = "local_supabase.sql"
-_LOCK_KEY = "agent_engine.migrate"
+_LOCK_KEY = "agent_engine._migrate"
 _RECORD_TABLE_DDL = """
 create schema if not exists agent_engine;
 create table if not exists agent_engine.schema_migrations (
@@ -62,11 +62,6 @@ def packaged_migrations() -> list[Migration]:
     return [Migration(entry.name, entry.read_text(encoding="utf-8")) for entry in files]
 
 
-def local_supabase_sql() -> str:
-    """SQL that creates Supabase's API roles and auth helpers on a plain PostgreSQL."""
-    return (resources.files(_PACKAGE) / _LOCAL_SUPABASE_FILE).read_text(encoding="utf-8")
-
-
 def export_migrations(directory: str | Path) -> list[Path]:
     """Copy the migrations into `directory` (e.g. your app's supabase/migrations).
 
@@ -101,7 +96,7 @@ def apply_migrations(dsn: str, *, local_supabase_roles: bool = False) -> list[st
             with connection.transaction():
                 _lock(connection)
                 if local_supabase_roles:
-                    connection.execute(local_supabase_sql())
+                    connection.execute(supabase_roles_sql())
                 connection.execute(_RECORD_TABLE_DDL)
             for migration in packaged_migrations():
                 current = migration.name

@@ -35,10 +35,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from supabase import Client, ClientOptions, create_client
+from supabase import AsyncClient, AsyncClientOptions, Client, ClientOptions, create_client
 
-from agent_engine.dsn import CONTROL_CHARACTER, parse_dsn
-from agent_engine.errors import ConfigError
+from agent_engine._dsn import CONTROL_CHARACTER, parse_dsn
+from agent_engine._errors import ConfigError
 
 URL_VARIABLE = "SUPABASE_URL"
 SERVICE_ROLE_KEY_VARIABLE = "SUPABASE_SERVICE_ROLE_KEY"
@@ -410,6 +410,41 @@ def create_admin_client(settings: Settings) -> Client:
     Raises ConfigError if the settings name no Supabase project, or if the URL or key is
     unusable (checked again: `model_copy(update=...)` and `model_construct` skip validation).
     """
+    url, key = _admin_credentials(settings)
+    http_client = httpx.Client(http2=False, timeout=httpx.Timeout(settings.timeout))
+    try:
+        return create_client(url, key, ClientOptions(httpx_client=http_client, **_ADMIN_OPTIONS))
+    except BaseException:
+        # Our client would otherwise stay open with nobody to close it.
+        http_client.close()
+        raise
+
+
+def create_async_admin_client(settings: Settings) -> AsyncClient:
+    """The async twin of create_admin_client: a service-role supabase.AsyncClient.
+
+    Same checks, same injected HTTP/1.1 client with a finite timeout (an httpx.AsyncClient),
+    same retry policy. A plain function: the client is built without a round trip (the
+    service key is its authorization from the start), so no event loop is needed yet.
+    """
+    url, key = _admin_credentials(settings)
+    http_client = httpx.AsyncClient(http2=False, timeout=httpx.Timeout(settings.timeout))
+    options = AsyncClientOptions(httpx_client=http_client, **_ADMIN_OPTIONS)
+    # The constructor, not supabase.acreate_client: that one only adds a read of a stored
+    # user session, which a service-role client never has.
+    return AsyncClient(url, key, options)
+
+
+_ADMIN_OPTIONS: dict[str, Any] = {
+    "auto_refresh_token": False,
+    "persist_session": False,
+    "postgrest_client_retry": False,
+}
+"""What a service-role client never does: refresh or store a user session, retry GETs."""
+
+
+def _admin_credentials(settings: Settings) -> tuple[str, str]:
+    """The project URL and service key, checked; ConfigError naming what is missing."""
     if settings.supabase_url is None:
         raise ConfigError(f"{URL_VARIABLE} is not set", variable=URL_VARIABLE)
     if settings.supabase_service_role_key is None:
@@ -418,18 +453,4 @@ def create_admin_client(settings: Settings) -> Client:
             variable=SERVICE_ROLE_KEY_VARIABLE,
         )
     settings._check_supabase(settings.supabase_url)
-    http_client = httpx.Client(http2=False, timeout=httpx.Timeout(settings.timeout))
-    options = ClientOptions(
-        httpx_client=http_client,
-        auto_refresh_token=False,
-        persist_session=False,
-        postgrest_client_retry=False,
-    )
-    try:
-        return create_client(
-            settings.supabase_url, settings.supabase_service_role_key.get_secret_value(), options
-        )
-    except BaseException:
-        # Our client would otherwise stay open with nobody to close it.
-        http_client.close()
-        raise
+    return settings.supabase_url, settings.supabase_service_role_key.get_secret_value()

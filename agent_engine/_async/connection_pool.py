@@ -1,10 +1,10 @@
 """A small pool of direct Postgres connections that fails fast and heals after drops.
 
-Why not psycopg_pool: it opens connections in worker threads, so a caller waiting for one
-learns nothing of a refused password or a missing database but a PoolTimeoutError after the whole
-timeout (the cause only reaches a log); its checkout check sleeps 1, 2, 4 s between failed
-checks; and a dead connection found at checkout leaves its dead siblings to fail the next
-callers one by one. Here:
+Why not psycopg_pool: it opens connections in background workers, so a caller waiting for
+one learns nothing of a refused password or a missing database but a PoolTimeoutError after
+the whole timeout (the cause only reaches a log); its checkout check sleeps 1, 2, 4 s between
+failed checks; and a dead connection found at checkout leaves its dead siblings to fail the
+next callers one by one. Here:
 
 - A caller that needs a new connection opens it itself, so a connection error reaches it at
   once, with its cause.
@@ -18,25 +18,27 @@ callers one by one. Here:
   WARNING is logged on the `agent_engine` logger, and the caller is served by another
   connection (a DEBUG line).
 - Waiters are served first come, first served: a returned connection, or the room left by a
-  discarded one, goes to the longest waiting caller.
+  discarded one, goes to the longest waiting caller. A waiter that gives up (deadline,
+  cancellation) leaves nothing behind.
 
-Thread-safe. Connections are lent out one caller at a time; the pool never runs statements
-of its own but the ping.
+Connections are lent out one caller at a time; the pool never runs statements of its own
+but the ping. The async pool belongs to the event loop that uses it; the sync one is
+thread-safe.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import select
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
 import psycopg
-from psycopg import pq
+
+from agent_engine._acompat import AEvent, ALock
+from agent_engine._connection_checks import PoolClosedError, PoolTimeoutError, quiet, reusable
 
 logger = logging.getLogger("agent_engine")
 
@@ -44,36 +46,24 @@ _WARNING_INTERVAL = 1.0
 """Seconds during which further drops are logged at DEBUG: a restart drops every connection
 at once, and operators need one line for it, not one per connection."""
 
-_MAX_UNSOLICITED_READS = 4
-"""Reads of unsolicited input at checkout: the goodbye of a dying connection is an error
-message, then the end of the stream."""
-
-
-class PoolTimeoutError(Exception):
-    """No connection became free before the caller's deadline (every one is in use)."""
-
-
-class PoolClosedError(Exception):
-    """The pool was closed: no connection will ever be lent again."""
-
 
 @dataclass(slots=True)
 class _Waiter:
     """A caller queued for a connection, or for the room to open one."""
 
-    ready: threading.Event = field(default_factory=threading.Event)
-    connection: psycopg.Connection[Any] | None = None
+    ready: AEvent = field(default_factory=AEvent)
+    connection: psycopg.AsyncConnection[Any] | None = None
     """Handed over by putconn; None when the waiter was given room to open one."""
     closed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class _Idle:
-    connection: psycopg.Connection[Any]
+    connection: psycopg.AsyncConnection[Any]
     returned_at: float
 
 
-class ConnectionPool:
+class AsyncConnectionPool:
     """At most `max_size` connections to `conninfo`, opened on demand by the callers."""
 
     def __init__(
@@ -82,7 +72,7 @@ class ConnectionPool:
         *,
         max_size: int,
         connect_kwargs: dict[str, Any],
-        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
+        connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection,
         check_idle_after: float = 1.0,
     ) -> None:
         self._conninfo = conninfo
@@ -90,7 +80,7 @@ class ConnectionPool:
         self._connect_kwargs = connect_kwargs
         self._connection_class = connection_class
         self._check_idle_after = check_idle_after
-        self._lock = threading.Lock()
+        self._lock = ALock()
         self._idle: list[_Idle] = []  # a stack: the most recently used connection goes first
         self._waiters: deque[_Waiter] = deque()
         self._size = 0  # connections idle, lent out, or being opened
@@ -102,20 +92,20 @@ class ConnectionPool:
         """The most connections the pool opens."""
         return self._max_size
 
-    def getconn(self, deadline: float) -> psycopg.Connection[Any]:
+    async def getconn(self, deadline: float) -> psycopg.AsyncConnection[Any]:
         """A live connection, lent to the caller until `putconn`.
 
         Raises PoolTimeoutError if none is free by `deadline` (a `time.monotonic()` value),
-        PoolClosedError after `close()`, or the psycopg error of a failed connection attempt.
+        PoolClosedError after `aclose()`, or the psycopg error of a failed connection attempt.
         """
         while True:
-            idle = self._take(deadline)
+            idle = await self._take(deadline)
             if idle is None:
-                return self._open(deadline)
-            if self._usable(idle):
+                return await self._open(deadline)
+            if await self._usable(idle):
                 return idle.connection
-            self._forget(idle.connection)
-            found = 1 + self._discard_dead_idle()
+            await self._forget(idle.connection)
+            found = 1 + await self._discard_dead_idle()
             self._warn(
                 "found %d dropped database connection(s) in the pool (server restart, "
                 "terminated backend or pooler timeout); discarded them",
@@ -123,12 +113,12 @@ class ConnectionPool:
             )
             logger.debug("the statement never ran on the dropped connection; using another")
 
-    def putconn(self, connection: psycopg.Connection[Any]) -> None:
+    async def putconn(self, connection: psycopg.AsyncConnection[Any]) -> None:
         """Give a lent connection back. A broken one is discarded, and then the idle ones
         are checked too (without a round trip), since what broke one often broke all."""
-        if not _reusable(connection):
-            self._forget(connection)
-            dead = self._discard_dead_idle()
+        if not reusable(connection):
+            await self._forget(connection)
+            dead = await self._discard_dead_idle()
             self._warn(
                 "a database connection broke during a call; discarded it and %d dropped idle "
                 "one(s)",
@@ -145,9 +135,9 @@ class ConnectionPool:
                     self._idle.append(_Idle(connection, monotonic()))
                 return
             self._size -= 1
-        connection.close()
+        await connection.close()
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the idle connections and refuse every later checkout; connections lent out
         are closed when they come back. Callers waiting get PoolClosedError."""
         with self._lock:
@@ -159,11 +149,11 @@ class ConnectionPool:
                 waiter.closed = True
                 waiter.ready.set()
         for entry in idle:
-            entry.connection.close()
+            await entry.connection.close()
 
     # Checkout
 
-    def _take(self, deadline: float) -> _Idle | None:
+    async def _take(self, deadline: float) -> _Idle | None:
         """An idle connection, or None when the caller may open a new one."""
         with self._lock:
             if self._closed:
@@ -175,11 +165,14 @@ class ConnectionPool:
                 return None
             waiter = _Waiter()
             self._waiters.append(waiter)
-        waiter.ready.wait(max(0.0, deadline - monotonic()))
-        with self._lock:
-            if not waiter.ready.is_set():
-                self._waiters.remove(waiter)
-                raise PoolTimeoutError
+        try:
+            arrived = await waiter.ready.wait_for(max(0.0, deadline - monotonic()))
+        except BaseException:
+            await self._give_up(waiter)
+            raise
+        if not arrived:
+            await self._give_up(waiter)
+            raise PoolTimeoutError
         if waiter.closed:
             raise PoolClosedError
         if waiter.connection is not None:
@@ -187,29 +180,42 @@ class ConnectionPool:
             return _Idle(waiter.connection, monotonic())
         return None  # room was made for it: open a new connection
 
+    async def _give_up(self, waiter: _Waiter) -> None:
+        """Leave the queue; pass on what was handed over meanwhile (cancelled, timed out)."""
+        with self._lock:
+            if not waiter.ready.is_set():
+                self._waiters.remove(waiter)
+                return
+        if waiter.closed:
+            return
+        if waiter.connection is not None:
+            await self.putconn(waiter.connection)
+        else:
+            self._release_room()
+
     def _next_waiter(self) -> _Waiter | None:
         return self._waiters.popleft() if self._waiters else None
 
-    def _open(self, deadline: float) -> psycopg.Connection[Any]:
+    async def _open(self, deadline: float) -> psycopg.AsyncConnection[Any]:
         seconds = max(1, math.ceil(deadline - monotonic()))
         try:
-            return self._connection_class.connect(
+            return await self._connection_class.connect(
                 self._conninfo, **{**self._connect_kwargs, "connect_timeout": seconds}
             )
         except BaseException:
             self._release_room()
             raise
 
-    def _usable(self, idle: _Idle) -> bool:
+    async def _usable(self, idle: _Idle) -> bool:
         """Whether an idle connection can take a statement (a ping only if in doubt)."""
         connection = idle.connection
-        quiet = _quiet(connection)
-        if quiet is None:
+        looks = quiet(connection)
+        if looks is None:
             return False
-        if quiet and monotonic() - idle.returned_at < self._check_idle_after:
+        if looks and monotonic() - idle.returned_at < self._check_idle_after:
             return True
         try:
-            connection.execute("")
+            await connection.execute("")
         except psycopg.Error:
             return False
         return True
@@ -219,13 +225,13 @@ class ConnectionPool:
     def _warn(self, message: str, count: int) -> None:
         now = monotonic()
         with self._lock:
-            quiet = now - self._warned_at < _WARNING_INTERVAL
-            if not quiet:
+            hushed = now - self._warned_at < _WARNING_INTERVAL
+            if not hushed:
                 self._warned_at = now
-        logger.log(logging.DEBUG if quiet else logging.WARNING, message, count)
+        logger.log(logging.DEBUG if hushed else logging.WARNING, message, count)
 
-    def _forget(self, connection: psycopg.Connection[Any]) -> None:
-        connection.close()
+    async def _forget(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        await connection.close()
         self._release_room()
 
     def _release_room(self) -> None:
@@ -237,7 +243,7 @@ class ConnectionPool:
                 return
             waiter.ready.set()
 
-    def _discard_dead_idle(self) -> int:
+    async def _discard_dead_idle(self) -> int:
         """Close the idle connections whose socket shows they were dropped; how many."""
         with self._lock:
             candidates, self._idle = self._idle, []
@@ -245,50 +251,10 @@ class ConnectionPool:
         dead: list[_Idle] = []
         for entry in candidates:
             # In doubt (it spoke unasked) counts as dead here: no round trip in a sweep.
-            (alive if _quiet(entry.connection) else dead).append(entry)
+            (alive if quiet(entry.connection) else dead).append(entry)
         with self._lock:
             # Keep the order: the most recently used stay on top of the stack.
             self._idle[:0] = alive
         for entry in dead:
-            self._forget(entry.connection)
+            await self._forget(entry.connection)
         return len(dead)
-
-
-def _reusable(connection: psycopg.Connection[Any]) -> bool:
-    return (
-        not connection.closed
-        and connection.pgconn.status == pq.ConnStatus.OK
-        and connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
-    )
-
-
-def _quiet(connection: psycopg.Connection[Any]) -> bool | None:
-    """How an idle connection looks from its socket, without a round trip.
-
-    None: it is broken or closed. False: the server spoke unasked (it sends a FATAL message
-    then ends the stream when it ends a connection, and the end may not have arrived yet;
-    only a ping settles it). True: nothing to read, as an idle connection should be.
-    """
-    if not _reusable(connection):
-        return None
-    spoke = False
-    for _ in range(_MAX_UNSOLICITED_READS):
-        if not _readable(connection.pgconn.socket):
-            break
-        spoke = True
-        try:
-            connection.pgconn.consume_input()
-        except psycopg.OperationalError:
-            return None
-        if connection.pgconn.status != pq.ConnStatus.OK:
-            return None
-    return not spoke
-
-
-def _readable(socket: int) -> bool:
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(socket, select.POLLIN)
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([socket], [], [], 0)  # Windows has no poll()
-    return bool(readable)

@@ -1,17 +1,8 @@
-"""Runs requests as SQL over a small pool of psycopg 3 connections (direct or Supavisor).
+"""The direct transport's SQL and its reading of what psycopg reports, shared by its twins.
 
-Only the wire lives here. Each request compiles to ONE statement that returns JSON built by
-Postgres itself (`to_jsonb`, `jsonb_agg`), the same JSON PostgREST would have sent, so the
-shared parsers serve both transports. Connections run in autocommit and every statement goes
-as one simple-protocol message, `set local statement_timeout = <ms>; <statement>`: one round
-trip and one implicit transaction, in which the timeout bounds the statement (lock waits
-included) and then lapses. That works behind Supabase's pooler in transaction mode, where a
-session-level SET would leak to other clients and startup options are not passed through;
-parameters are bound client-side (psycopg's ClientCursor), and there are no server-side
-prepared statements, which that mode breaks.
-
-How connections are checked, replaced after drops and opened is `connection_pool`'s job;
-this module turns what goes wrong into a `Failure` that says whether retrying can help.
+Each request compiles to ONE statement that returns JSON built by Postgres itself
+(`to_jsonb`, `jsonb_agg`), the same JSON PostgREST would have sent, so the shared parsers
+serve both transports. Connection failures are classified here: which refusals may pass.
 """
 
 from __future__ import annotations
@@ -19,18 +10,15 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from time import monotonic
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from agent_engine import schema
-from agent_engine.config import DEFAULT_TIMEOUT, ConnectionLimits
-from agent_engine.connection_pool import ConnectionPool, PoolClosedError, PoolTimeoutError
-from agent_engine.dsn import parse_dsn
-from agent_engine.transport import (
+from agent_engine import _schema as schema
+from agent_engine._transport import (
     JSON,
     NO_ROWS_CODE,
     AnyOf,
@@ -43,7 +31,6 @@ from agent_engine.transport import (
     Request,
     Select,
     Update,
-    closed_failure,
     redacted_text,
 )
 
@@ -73,122 +60,55 @@ _DEFINITIVE_REFUSALS = (
 )
 
 
-class PostgresTransport:
-    """The direct Postgres transport over a `ConnectionPool`. Thread-safe."""
-
-    def __init__(self, pool: ConnectionPool, *, timeout: float, secrets: Iterable[str] = ()):
-        self._pool = pool
-        self._timeout = timeout
-        self._secrets = tuple(secret for secret in secrets if secret)
-        self._closed = False
-
-    @classmethod
-    def connect(
-        cls,
-        dsn: str,
-        *,
-        pool_size: int,
-        timeout: float = DEFAULT_TIMEOUT,
-        check_idle_after: float = 1.0,
-        connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
-    ) -> PostgresTransport:
-        """A transport with a pool of at most `pool_size` connections to `dsn`.
-
-        Nothing connects yet: the first calls open connections. The DSN is parsed here
-        (ConfigError, password masked, for a malformed one) and never logged; so are the
-        numbers (ConfigError naming the argument: pool_size an int >= 1, timeout finite in
-        (0, 3600], check_idle_after >= 0). `timeout`
-        bounds every call: waiting for a connection, opening one (libpq's minimum is 2 s),
-        and the statement itself, lock waits included (server-side statement_timeout). On
-        TCP it also sets keepalives and tcp_user_timeout unless the DSN sets them, so a
-        peer that vanished is noticed. `check_idle_after`: connections idle in the pool at
-        least this long are pinged on checkout; 0 pings every checkout (one more round trip
-        per operation). `connection_class` lets instrumentation (counting round trips) wrap
-        the connections without changing how they are configured.
-        """
-        parameters = parse_dsn(dsn)
-        limits = ConnectionLimits.of(
-            pool_size=pool_size, timeout=timeout, check_idle_after=check_idle_after
-        )
-        pool = ConnectionPool(
-            dsn.strip(),
-            max_size=limits.pool_size,
-            connect_kwargs=_connection_options(parameters, limits.timeout),
-            connection_class=connection_class,
-            check_idle_after=limits.check_idle_after,
-        )
-        return cls(pool, timeout=limits.timeout, secrets=[parameters.get("password", "")])
-
-    def execute(self, request: Request) -> JSON | Failure:
-        """Run `request` as one statement; database and connection errors become a Failure."""
-        if self._closed:
-            return closed_failure()
-        statement, parameters = compile_request(request)
-        deadline = monotonic() + self._timeout
-        try:
-            connection = self._pool.getconn(deadline)
-        except PoolClosedError:
-            return closed_failure()
-        except PoolTimeoutError as error:
-            return Failure(
-                code=None,
-                message=f"no database connection became free within {self._timeout:g} s "
-                f"(all {self._pool.max_size} in use)",
-                retryable=True,
-                cause=error,
-            )
-        except psycopg.Error as error:
-            return self._connect_failure(error)
-        try:
-            cursor = connection.execute(_bounded(statement, deadline), parameters)
-            cursor.nextset()  # past the SET's empty result, to the statement's rows
-            rows = cursor.fetchmany(2)
-        except psycopg.Error as error:
-            return self._failure(error)
-        finally:
-            self._pool.putconn(connection)
-        return _single_answer(request, [row[0] for row in rows])
-
-    def close(self) -> None:
-        """Close the pool; later calls fail with a non-retryable error saying so."""
-        self._closed = True
-        self._pool.close()
-
-    def _failure(self, error: psycopg.Error) -> Failure:
-        diagnostic = error.diag
-        return Failure(
-            code=error.sqlstate,
-            message=self._redacted(diagnostic.message_primary or type(error).__name__),
-            details=diagnostic.message_detail,
-            hint=diagnostic.message_hint,
-            # No SQLSTATE: the server never answered (connection dropped or timed out), so
-            # the statement may or may not have run.
-            unreachable=error.sqlstate is None and isinstance(error, psycopg.OperationalError),
-            cause=error,
-        )
-
-    def _connect_failure(self, error: psycopg.Error) -> Failure:
-        text = self._redacted(str(error).strip())
-        code, retryable = _classify_connect_error(text)
-        first_line = text.splitlines()[0] if text else type(error).__name__
-        return Failure(
-            code=code,
-            message=f"could not connect to the database: {first_line}",
-            retryable=retryable,
-            # psycopg keeps the failed connection on the error, and its repr lists every
-            # connection parameter, password included: chain a copy without it.
-            cause=type(error)(text),
-        )
-
-    def _redacted(self, text: str) -> str:
-        return redacted_text(text, self._secrets)
+def database_failure(error: psycopg.Error, secrets: Collection[str]) -> Failure:
+    """The Failure of a statement the database (or the lost connection) refused."""
+    diagnostic = error.diag
+    return Failure(
+        code=error.sqlstate,
+        message=redacted_text(diagnostic.message_primary or type(error).__name__, secrets),
+        details=diagnostic.message_detail,
+        hint=diagnostic.message_hint,
+        # No SQLSTATE: the server never answered (connection dropped or timed out), so
+        # the statement may or may not have run.
+        unreachable=error.sqlstate is None and isinstance(error, psycopg.OperationalError),
+        cause=error,
+    )
 
 
-def _connection_options(parameters: dict[str, str], timeout: float) -> dict[str, Any]:
+def connect_failure(error: psycopg.Error, secrets: Collection[str]) -> Failure:
+    """The Failure of a connection attempt, saying whether retrying may succeed."""
+    text = redacted_text(str(error).strip(), secrets)
+    code, retryable = _classify_connect_error(text)
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    return Failure(
+        code=code,
+        message=f"could not connect to the database: {first_line}",
+        retryable=retryable,
+        # psycopg keeps the failed connection on the error, and its repr lists every
+        # connection parameter, password included: chain a copy without it.
+        cause=type(error)(text),
+    )
+
+
+def pool_timeout_failure(timeout: float, pool_size: int, cause: BaseException) -> Failure:
+    """The Failure of a call that found every connection in use until its deadline."""
+    return Failure(
+        code=None,
+        message=f"no database connection became free within {timeout:g} s (all {pool_size} in use)",
+        retryable=True,
+        cause=cause,
+    )
+
+
+def connection_options(
+    parameters: dict[str, str], timeout: float, cursor_factory: type[Any]
+) -> dict[str, Any]:
+    """psycopg.connect's options: autocommit, no prepared statements, client-side binding
+    (`cursor_factory`: the sync or async ClientCursor), and TCP liveness checks."""
     options: dict[str, Any] = {
         "autocommit": True,
         "prepare_threshold": None,
-        "cursor_factory": psycopg.ClientCursor,
+        "cursor_factory": cursor_factory,
     }
     # A vanished peer (no reset, no FIN) would otherwise hold a call for the kernel's TCP
     # timeouts (minutes); libpq ignores these on Unix sockets. The DSN's own values win.
@@ -203,7 +123,7 @@ def _connection_options(parameters: dict[str, str], timeout: float) -> dict[str,
     return options
 
 
-def _bounded(statement: sql.Composed, deadline: float) -> sql.Composed:
+def bounded(statement: sql.Composed, deadline: float) -> sql.Composed:
     """The statement preceded by a statement_timeout set to the time the call has left."""
     milliseconds = max(1, math.ceil((deadline - monotonic()) * 1000))
     return sql.SQL("set local statement_timeout = {}; {}").format(
@@ -227,7 +147,7 @@ def _classify_connect_error(text: str) -> tuple[str | None, bool]:
     return None, "FATAL:" not in text
 
 
-def _single_answer(request: Request, values: list[JSON]) -> JSON | Failure:
+def single_answer(request: Request, values: list[JSON]) -> JSON | Failure:
     if isinstance(request, Call) or (isinstance(request, Select) and not request.single):
         return values[0]
     if len(values) != 1:

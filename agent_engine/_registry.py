@@ -7,8 +7,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from agent_engine.agent_config import AgentConfig
-from agent_engine.errors import AgentConfigError, AgentNotFoundError
+from agent_engine._agent_config import AgentConfig
+from agent_engine._errors import AgentConfigError, AgentNotFoundError
 
 
 class AgentRegistry:

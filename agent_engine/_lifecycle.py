@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from agent_engine.models import SessionStatus
+from agent_engine._models import SessionStatus
 
 _BACKOFF_BASE_SECONDS = 0.01
 _BACKOFF_CAP_SECONDS = 0.5

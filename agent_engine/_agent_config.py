@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent_engine.errors import AgentConfigError
+from agent_engine._errors import AgentConfigError
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$")
 

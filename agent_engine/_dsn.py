@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from agent_engine.errors import ConfigError
+from agent_engine._errors import ConfigError
 
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 """ASCII control characters: never part of a URL or DSN that reaches a log unescaped."""

@@ -1,0 +1,427 @@
+"""AsyncSessionManager: the public API over agent sessions, their state and turns.
+
+Each method builds one operation from its arguments (`_operations` validates them: nothing
+is sent for bad input), runs it through the transport in one round trip, and returns a
+parsed model or raises an AgentEngineError. Every method is scoped by `workspace_id`: a
+session of another workspace is SessionNotFoundError, never data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from uuid import UUID
+
+from supabase import AsyncClient
+
+from agent_engine import _operations as operations
+from agent_engine._acompat import aresolved, asleep
+from agent_engine._async.postgrest_transport import AsyncPostgrestTransport
+from agent_engine._errors import VersionConflictError
+from agent_engine._lifecycle import conflict_backoff
+from agent_engine._models import (
+    AgentSession,
+    AgentSessionWithState,
+    AgentTurn,
+    SessionState,
+    SessionStatus,
+    StateChanges,
+    ToolCallRecord,
+    TurnRole,
+)
+from agent_engine._registry import AgentRegistry
+from agent_engine._transport import AsyncTransport, as_async_transport
+from agent_engine.settings import (
+    DEFAULT_POOL_SIZE,
+    DEFAULT_TIMEOUT,
+    Settings,
+    create_async_admin_client,
+)
+
+T = TypeVar("T")
+
+logger = logging.getLogger("agent_engine")
+
+
+class AsyncSessionManager:
+    """Agent sessions in Postgres, safe to share among the tasks of one event loop.
+
+    `client` is a supabase.AsyncClient built with the service-role (or secret) key, or any
+    AsyncTransport. With a `registry`, sessions must belong to registered agents, the default
+    mode is the agent's `initial_state`, and mode changes must follow its
+    `valid_transitions`. A manager that owns connections belongs to the event loop that
+    first used it.
+    """
+
+    def __init__(
+        self, client: AsyncClient | AsyncTransport, *, registry: AgentRegistry | None = None
+    ):
+        """Raises ValueError for anything but a supabase.AsyncClient or an AsyncTransport,
+        or a registry that is not an AgentRegistry: at construction, not at the first call."""
+        self._transport: AsyncTransport = (
+            AsyncPostgrestTransport(client)
+            if isinstance(client, AsyncClient)
+            else as_async_transport(client)
+        )
+        if registry is not None and not isinstance(registry, AgentRegistry):
+            raise ValueError(
+                f"registry must be an AgentRegistry or None, got {type(registry).__name__}"
+            )
+        self._registry = registry
+
+    @classmethod
+    def from_env(
+        cls, *, registry: AgentRegistry | None = None, settings: Settings | None = None
+    ) -> AsyncSessionManager:
+        """A manager configured from the environment (or `settings`).
+
+        With SUPABASE_URL and a service key: through the Supabase project. Otherwise with
+        DATABASE_URL: directly on Postgres (see from_postgres). Raises ConfigError if neither
+        is usable. Nothing connects yet. The manager owns its connections: `aclose()`
+        releases them.
+        """
+        settings = settings if settings is not None else Settings.from_env()
+        if settings.supabase_url is None and settings.database_url is not None:
+            return cls.from_postgres(
+                settings.database_url.get_secret_value(),
+                registry=registry,
+                pool_size=settings.pool_size,
+                timeout=settings.timeout,
+            )
+        client = create_async_admin_client(settings)
+        return cls(AsyncPostgrestTransport(client, owns_client=True), registry=registry)
+
+    @classmethod
+    def from_postgres(
+        cls,
+        dsn: str,
+        *,
+        registry: AgentRegistry | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = DEFAULT_TIMEOUT,
+        check_idle_after: float = 1.0,
+    ) -> AsyncSessionManager:
+        """A manager that talks to Postgres directly through a pool of psycopg 3 connections.
+
+        `dsn`: the direct connection string or Supabase's pooler (Supavisor, transaction mode
+        on port 6543 included: prepared statements are off). Same API, same SQL functions,
+        same errors (SQLSTATE kept) as the Supabase path; one statement per operation.
+        Nothing connects until the first call: each call that finds no idle connection opens
+        one, up to `pool_size`. `timeout` bounds every call, lock waits included. A
+        connection idle in the pool for `check_idle_after` seconds or more is pinged before
+        use (0: every checkout, at one more round trip per operation). Raises ConfigError
+        for a malformed DSN (password masked) or a bad number. Use `async with manager:` or
+        call `aclose()` to close the pool. Needs the `postgres` extra.
+        """
+        from agent_engine._async.postgres_transport import AsyncPostgresTransport
+
+        transport = AsyncPostgresTransport.connect(
+            dsn, pool_size=pool_size, timeout=timeout, check_idle_after=check_idle_after
+        )
+        return cls(transport, registry=registry)
+
+    @property
+    def registry(self) -> AgentRegistry | None:
+        """The registry that validates agents and mode transitions, if any."""
+        return self._registry
+
+    async def aclose(self) -> None:
+        """Release the connections this manager owns (a client passed in stays open)."""
+        await self._transport.aclose()
+
+    async def __aenter__(self) -> AsyncSessionManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _run(self, operation: operations.Operation[T]) -> T:
+        outcome = await self._transport.execute(operation.request)
+        look_request = operation.second_look_request(outcome)
+        look = None if look_request is None else await self._transport.execute(look_request)
+        return operation.conclude(outcome, look)
+
+    # Sessions
+
+    async def create_session(
+        self,
+        *,
+        workspace_id: UUID | str,
+        agent_id: str,
+        conversation_id: UUID | str,
+        contact_id: UUID | str | None = None,
+        initial_mode: str | None = None,
+        initial_state: StateChanges | Mapping[str, Any] | None = None,
+    ) -> AgentSessionWithState:
+        """Create an active session and its state in one round trip (one transaction).
+
+        `initial_state` may preset `captured_data`, `templates_sent` and `intents_seen`.
+        Raises SessionAlreadyActiveError if the conversation already has an active session
+        with this agent; with a registry, AgentNotFoundError for an unknown agent.
+        """
+        fields = {
+            "workspace_id": workspace_id,
+            "agent_id": agent_id,
+            "conversation_id": conversation_id,
+            "contact_id": contact_id,
+            "initial_mode": initial_mode,
+            "initial_state": initial_state,
+        }
+        return await self._run(operations.create_session(self._registry, fields))
+
+    async def get_or_create_session(
+        self,
+        *,
+        workspace_id: UUID | str,
+        agent_id: str,
+        conversation_id: UUID | str,
+        contact_id: UUID | str | None = None,
+        initial_mode: str | None = None,
+        initial_state: StateChanges | Mapping[str, Any] | None = None,
+    ) -> AgentSessionWithState:
+        """The conversation's active session with this agent, created if there is none.
+
+        Atomic in one round trip: callers racing for the same conversation all get the
+        same session. The initial values apply only when a session is created.
+        """
+        fields = {
+            "workspace_id": workspace_id,
+            "agent_id": agent_id,
+            "conversation_id": conversation_id,
+            "contact_id": contact_id,
+            "initial_mode": initial_mode,
+            "initial_state": initial_state,
+        }
+        return await self._run(operations.get_or_create_session(self._registry, fields))
+
+    async def get_session(
+        self, session_id: UUID | str, *, workspace_id: UUID | str
+    ) -> AgentSessionWithState:
+        """The session with its state, in one round trip.
+
+        Raises SessionNotFoundError if it does not exist in this workspace.
+        """
+        return await self._run(operations.get_session(session_id, workspace_id))
+
+    async def get_session_by_conversation(
+        self, conversation_id: UUID | str, agent_id: str, *, workspace_id: UUID | str
+    ) -> AgentSessionWithState | None:
+        """The active session of this conversation and agent (with its state), or None."""
+        return await self._run(
+            operations.get_session_by_conversation(conversation_id, agent_id, workspace_id)
+        )
+
+    async def update_session_with_version(
+        self,
+        session_id: UUID | str,
+        expected_version: int,
+        *,
+        workspace_id: UUID | str,
+        current_mode: str | None = None,
+        status: SessionStatus | str | None = None,
+        last_activity_at: datetime | None = None,
+    ) -> AgentSession:
+        """Change the session only if it is still at `expected_version`; version + 1 on success.
+
+        One round trip; on no match a second read tells why: VersionConflictError (with the
+        actual version; retryable), SessionNotFoundError, or InvalidTransitionError (a status
+        change the lifecycle forbids, or, with a registry, a mode change the agent's
+        valid_transitions forbid, checked against the row as it is when written). A mode
+        that no registered agent has raises InvalidTransitionError before any request.
+        """
+        fields = {
+            "expected_version": expected_version,
+            "current_mode": current_mode,
+            "status": status,
+            "last_activity_at": last_activity_at,
+        }
+        return await self._run(
+            operations.update_session_with_version(session_id, workspace_id, self._registry, fields)
+        )
+
+    async def close_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Close the session (final); the conversation may then start a new one."""
+        return await self.update_session_with_version(
+            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.CLOSED
+        )
+
+    async def handoff_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Hand the conversation over to a human (status `handed_off`)."""
+        return await self.update_session_with_version(
+            session_id,
+            expected_version,
+            workspace_id=workspace_id,
+            status=SessionStatus.HANDED_OFF,
+        )
+
+    async def pause_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Pause an active session."""
+        return await self.update_session_with_version(
+            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.PAUSED
+        )
+
+    async def resume_session(
+        self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
+    ) -> AgentSession:
+        """Make a paused or handed-off session active again.
+
+        Raises SessionAlreadyActiveError if the conversation got another active session.
+        """
+        return await self.update_session_with_version(
+            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.ACTIVE
+        )
+
+    async def mutate_session(
+        self,
+        session_id: UUID | str,
+        change: operations.AsyncChange,
+        *,
+        workspace_id: UUID | str,
+        attempts: int = 5,
+    ) -> AgentSession:
+        """Read the session, apply `change`, write it guarded; retry on version conflicts.
+
+        `change(session)` returns the fields to set (`current_mode`, `status`,
+        `last_activity_at`), or None/{} to leave the session as it is (then the read session
+        is returned); it may be a plain or an async function. On VersionConflictError it
+        sleeps a jittered, growing backoff (without blocking the loop) and starts over from
+        a fresh read, at most `attempts` times in all, then re-raises the last conflict.
+        `change` may run several times: keep it free of side effects.
+        """
+        tries = operations.mutation_attempts(attempts, change)
+        for attempt in range(1, tries + 1):
+            session = await self.get_session(session_id, workspace_id=workspace_id)
+            fields = await aresolved(change(session))
+            if not fields:
+                return session
+            guarded = operations.guarded_fields(session, fields)
+            try:
+                return await self.update_session_with_version(
+                    session.id, workspace_id=workspace_id, **guarded
+                )
+            except VersionConflictError as conflict:
+                if attempt == tries:
+                    raise
+                delay = conflict_backoff(attempt)
+                logger.debug(
+                    "mutate_session: version conflict on session %s (attempt %d of %d, "
+                    "now at version %d); retrying in %.3f s",
+                    conflict.session_id,
+                    attempt,
+                    tries,
+                    conflict.actual_version,
+                    delay,
+                )
+                await asleep(delay)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    # State
+
+    async def get_state(self, session_id: UUID | str, *, workspace_id: UUID | str) -> SessionState:
+        """The session's state, in one round trip."""
+        return await self._run(operations.get_state(session_id, workspace_id))
+
+    async def update_state(
+        self, session_id: UUID | str, *, workspace_id: UUID | str, **fields: Any
+    ) -> SessionState:
+        """Replace whole state fields (`intents_seen`, `templates_sent`, `captured_data`).
+
+        Last writer wins per field: to add to a field under concurrency use
+        add_intent_seen, add_template_sent or update_captured_data instead.
+        """
+        return await self._run(operations.update_state(session_id, workspace_id, fields))
+
+    async def add_intent_seen(
+        self, session_id: UUID | str, intent: str, *, workspace_id: UUID | str
+    ) -> SessionState:
+        """Append an intent; the database numbers it (`order`), so none is lost or repeated."""
+        return await self._run(operations.add_intent_seen(session_id, workspace_id, intent))
+
+    async def add_template_sent(
+        self, session_id: UUID | str, template_name: str, *, workspace_id: UUID | str
+    ) -> SessionState:
+        """Record a template as sent; recording it again changes nothing (safe to retry)."""
+        return await self._run(
+            operations.add_template_sent(session_id, workspace_id, template_name)
+        )
+
+    async def update_captured_data(
+        self, session_id: UUID | str, data: Mapping[str, Any], *, workspace_id: UUID | str
+    ) -> SessionState:
+        """Shallow-merge `data` into captured_data atomically (top-level keys replace)."""
+        return await self._run(operations.update_captured_data(session_id, workspace_id, data))
+
+    # Turns
+
+    async def add_turn(
+        self,
+        session_id: UUID | str,
+        *,
+        workspace_id: UUID | str,
+        role: TurnRole | str,
+        content: str,
+        turn_number: int | None = None,
+        intent_detected: str | None = None,
+        confidence: float | None = None,
+        tools_called: Sequence[ToolCallRecord | Mapping[str, Any]] = (),
+        tokens_used: int = 0,
+        idempotency_key: str | None = None,
+    ) -> AgentTurn:
+        """Store a turn and add it to the session's totals, in one round trip.
+
+        Without `turn_number` the database assigns the next one. A taken `turn_number`
+        raises SessionError with code 23505. With an `idempotency_key` (say, the inbound
+        message id) a repeated call returns the stored turn and changes nothing, so the call
+        is safe to retry after a timeout or a redelivered webhook; the same key with other
+        values raises IdempotencyConflictError.
+        """
+        fields = {
+            "role": role,
+            "content": content,
+            "turn_number": turn_number,
+            "intent_detected": intent_detected,
+            "confidence": confidence,
+            "tools_called": tools_called,
+            "tokens_used": tokens_used,
+            "idempotency_key": idempotency_key,
+        }
+        return await self._run(operations.add_turn(session_id, workspace_id, fields))
+
+    async def get_turns(
+        self,
+        session_id: UUID | str,
+        *,
+        workspace_id: UUID | str,
+        limit: int | None = None,
+        after_turn: int | None = None,
+    ) -> list[AgentTurn]:
+        """Turns ordered by turn_number: after `after_turn` (exclusive), at most `limit`.
+
+        One round trip; raises SessionNotFoundError (not an empty list) for a session that
+        is not in this workspace.
+        """
+        return await self._run(operations.get_turns(session_id, workspace_id, limit, after_turn))
+
+    async def get_total_tokens_used(
+        self, session_id: UUID | str, *, workspace_id: UUID | str
+    ) -> int:
+        """The session's running token total (kept by add_turn; no turn is read)."""
+        return await self._run(operations.get_total_tokens_used(session_id, workspace_id))
+
+    async def get_turn_count(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """The session's running turn count (kept by add_turn; no turn is read)."""
+        return await self._run(operations.get_turn_count(session_id, workspace_id))

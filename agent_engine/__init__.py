@@ -9,6 +9,7 @@ from agent_engine._agent_config import (
     ModelSettings,
     ToolConfig,
 )
+from agent_engine._async.session_manager import AsyncSessionManager
 from agent_engine._errors import (
     AgentConfigError,
     AgentEngineError,
@@ -34,7 +35,23 @@ from agent_engine._models import (
 )
 from agent_engine._registry import AgentRegistry, agent_registry
 from agent_engine._sync.session_manager import SessionManager
-from agent_engine.settings import Settings, create_admin_client
+from agent_engine._transport import (
+    JSON,
+    AnyOf,
+    AsyncTransport,
+    Call,
+    Condition,
+    Embed,
+    Equals,
+    Failure,
+    GreaterThan,
+    OneOf,
+    Request,
+    Select,
+    Transport,
+    Update,
+)
+from agent_engine.settings import Settings, create_admin_client, create_async_admin_client
 
 __all__ = [
     "JSON",

@@ -9,9 +9,13 @@ mean the SQL was exercised.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+
+from tests.managers import FLAVOURS, Flavour, Managers
 
 DATABASE_TESTS_DIR = Path(__file__).resolve().parent / "db"
 
@@ -68,3 +72,31 @@ class NothingSkippedGuard:
 def pytest_configure(config: pytest.Config) -> None:
     if database_required():
         config.pluginmanager.register(NothingSkippedGuard(), "agent_engine_nothing_skipped")
+
+
+# Both managers: a fixture that depends on `managers` runs once per flavour.
+
+
+@pytest.fixture(scope="session")
+def portal() -> Iterator[BlockingPortal]:
+    """One event loop, in a thread, on which the async managers of every test run."""
+    with start_blocking_portal(backend="asyncio") as blocking_portal:
+        yield blocking_portal
+
+
+@pytest.fixture(params=FLAVOURS)
+def flavour(request: pytest.FixtureRequest) -> Flavour:
+    """sync: SessionManager; async: AsyncSessionManager (driven through the portal)."""
+    chosen: Flavour = request.param
+    return chosen
+
+
+@pytest.fixture
+def managers(flavour: Flavour, portal: BlockingPortal) -> Managers:
+    return Managers(flavour, portal)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Native async tests run on asyncio (the loop FastAPI and the agent SDKs use)."""
+    return "asyncio"

@@ -30,6 +30,7 @@ from tests.db.behaviour.conftest import (
 )
 from tests.db.conftest import Database
 from tests.leaks import observe
+from tests.managers import Managers
 
 POOL_SIZE = 8
 FIRST_CALL_AFTER_A_DROP_SECONDS = 1.0
@@ -51,10 +52,10 @@ def registry() -> AgentRegistry:
 
 @pytest.fixture
 def manager(
-    database: Database, registry: AgentRegistry, application_name: str
+    managers: Managers, database: Database, registry: AgentRegistry, application_name: str
 ) -> Iterator[SessionManager]:
     dsn = make_conninfo(database.dsn, application_name=application_name)
-    with SessionManager.from_postgres(dsn, registry=registry, pool_size=POOL_SIZE) as manager:
+    with managers.from_postgres(dsn, registry=registry, pool_size=POOL_SIZE) as manager:
         yield manager
 
 
@@ -189,11 +190,11 @@ def test_finding_one_dropped_connection_discards_the_dropped_idle_siblings_at_on
 
 @pytest.mark.parametrize("timeout", [0.5, 1.5])
 def test_a_call_on_a_row_locked_beyond_the_timeout_fails_retryably_in_about_the_timeout(
-    database: Database, registry: AgentRegistry, timeout: float
+    managers: Managers, database: Database, registry: AgentRegistry, timeout: float
 ) -> None:
     workspace_id = uuid.uuid4()
     with (
-        SessionManager.from_postgres(database.dsn, registry=registry, timeout=timeout) as manager,
+        managers.from_postgres(database.dsn, registry=registry, timeout=timeout) as manager,
         database.connect_as_owner() as locker,
     ):
         session = manager.create_session(
@@ -218,12 +219,12 @@ def test_a_call_on_a_row_locked_beyond_the_timeout_fails_retryably_in_about_the_
 
 
 def test_calls_blocked_on_a_lock_release_their_connections_so_other_calls_are_served(
-    database: Database, registry: AgentRegistry
+    managers: Managers, database: Database, registry: AgentRegistry
 ) -> None:
     workspace_id = uuid.uuid4()
     timeout = 1.0
     with (
-        SessionManager.from_postgres(
+        managers.from_postgres(
             database.dsn, registry=registry, pool_size=2, timeout=timeout
         ) as manager,
         database.connect_as_owner() as locker,
@@ -268,10 +269,10 @@ def test_calls_blocked_on_a_lock_release_their_connections_so_other_calls_are_se
     ids=["missing database", "unknown role"],
 )
 def test_a_definitive_connection_refusal_fails_at_once_not_retryable_with_its_code(
-    database: Database, override: dict[str, str], code: str
+    managers: Managers, database: Database, override: dict[str, str], code: str
 ) -> None:
     dsn = make_conninfo(database.dsn, **override)
-    with SessionManager.from_postgres(dsn, timeout=5) as manager:
+    with managers.from_postgres(dsn, timeout=5) as manager:
         started = time.monotonic()
         with pytest.raises(SessionError) as raised:
             manager.get_turn_count(uuid.uuid4(), workspace_id=uuid.uuid4())
@@ -283,9 +284,9 @@ def test_a_definitive_connection_refusal_fails_at_once_not_retryable_with_its_co
     assert isinstance(raised.value.__cause__, psycopg.Error)
 
 
-def test_a_server_that_refuses_connections_is_a_fast_retryable_error() -> None:
+def test_a_server_that_refuses_connections_is_a_fast_retryable_error(managers: Managers) -> None:
     # Nothing listens on port 1: the connection is refused, as during a restart.
-    with SessionManager.from_postgres("postgresql://postgres@127.0.0.1:1/postgres") as manager:
+    with managers.from_postgres("postgresql://postgres@127.0.0.1:1/postgres") as manager:
         started = time.monotonic()
         with pytest.raises(SessionError) as raised:
             manager.get_turn_count(uuid.uuid4(), workspace_id=uuid.uuid4())
@@ -296,9 +297,9 @@ def test_a_server_that_refuses_connections_is_a_fast_retryable_error() -> None:
     assert raised.value.code is None
 
 
-def test_an_unknown_host_fails_at_once_not_retryable() -> None:
+def test_an_unknown_host_fails_at_once_not_retryable(managers: Managers) -> None:
     dsn = "postgresql://postgres@no-such-host.invalid/postgres"
-    with SessionManager.from_postgres(dsn) as manager:
+    with managers.from_postgres(dsn) as manager:
         started = time.monotonic()
         with pytest.raises(SessionError) as raised:
             manager.get_turn_count(uuid.uuid4(), workspace_id=uuid.uuid4())
@@ -326,12 +327,14 @@ def test_a_call_on_a_closed_manager_says_so_and_is_not_retryable(
     assert backends_of(database, application_name) == []
 
 
-def test_no_connection_failure_shows_the_database_password(database: Database) -> None:
+def test_no_connection_failure_shows_the_database_password(
+    managers: Managers, database: Database
+) -> None:
     password = "Zq8-s3cret-Pa55word"
     dsn = make_conninfo(database.dsn, password=password, dbname="agent_engine_no_such_database")
 
     def call() -> object:
-        with SessionManager.from_postgres(dsn, timeout=2) as manager:
+        with managers.from_postgres(dsn, timeout=2) as manager:
             return manager.get_turn_count(uuid.uuid4(), workspace_id=uuid.uuid4())
 
     observed = observe(call)

@@ -22,9 +22,10 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from agent_engine import SessionError, SessionManager
+from agent_engine import SessionError
 from agent_engine.testing import LocalPostgres
 from tests.db.conftest import Database
+from tests.managers import Managers
 
 T = TypeVar("T")
 
@@ -52,16 +53,14 @@ def tokens_of(thread: int, index: int) -> int:
 
 
 def test_a_restart_under_load_loses_and_duplicates_no_turn_when_retryable_errors_are_retried(
-    private_server: LocalPostgres, private_database: Database
+    managers: Managers, private_server: LocalPostgres, private_database: Database
 ) -> None:
     workspace_id = uuid.uuid4()
     failures: list[SessionError] = []
     added = 0
     added_lock = threading.Lock()
     restarted = threading.Event()
-    with SessionManager.from_postgres(
-        private_database.dsn, pool_size=THREADS, timeout=5
-    ) as manager:
+    with managers.from_postgres(private_database.dsn, pool_size=THREADS, timeout=5) as manager:
         session = manager.create_session(
             workspace_id=workspace_id,
             agent_id="sales-bot",
@@ -119,10 +118,10 @@ def test_a_restart_under_load_loses_and_duplicates_no_turn_when_retryable_errors
 
 
 def test_a_stopped_server_is_a_fast_retryable_error_and_the_first_call_after_its_start_works(
-    private_server: LocalPostgres, private_database: Database
+    managers: Managers, private_server: LocalPostgres, private_database: Database
 ) -> None:
     workspace_id = uuid.uuid4()
-    with SessionManager.from_postgres(private_database.dsn, timeout=5) as manager:
+    with managers.from_postgres(private_database.dsn, timeout=5) as manager:
         session = manager.create_session(
             workspace_id=workspace_id,
             agent_id="sales-bot",
@@ -158,10 +157,10 @@ def password_role(private_server: LocalPostgres, private_database: Database) -> 
 
 
 def test_a_wrong_password_fails_at_once_not_retryable_with_28p01(
-    private_database: Database, password_role: str
+    managers: Managers, private_database: Database, password_role: str
 ) -> None:
     dsn = make_conninfo(private_database.dsn, user=password_role, password="wrong-password")
-    with SessionManager.from_postgres(dsn, timeout=5) as manager:
+    with managers.from_postgres(dsn, timeout=5) as manager:
         started = time.monotonic()
         with pytest.raises(SessionError) as raised:
             manager.get_turn_count(uuid.uuid4(), workspace_id=uuid.uuid4())

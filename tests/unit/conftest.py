@@ -20,9 +20,18 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 import respx
-from supabase import Client
+from anyio.from_thread import BlockingPortal
+from supabase import AsyncClient, Client
 
-from agent_engine import AgentRegistry, SessionManager, Settings, create_admin_client
+from agent_engine import (
+    AgentRegistry,
+    AsyncSessionManager,
+    SessionManager,
+    Settings,
+    create_admin_client,
+    create_async_admin_client,
+)
+from tests.managers import Managers
 
 PROJECT_URL = "https://abcdefghijklmnopqrst.supabase.co"
 REST_URL = f"{PROJECT_URL}/rest/v1"
@@ -118,10 +127,41 @@ def client() -> Iterator[Client]:
     supabase_client.postgrest.session.close()
 
 
+def build_async_client(key: str = LEGACY_SERVICE_ROLE_KEY) -> AsyncClient:
+    """The async twin of build_client (create_async_admin_client)."""
+    return create_async_admin_client(
+        Settings(supabase_url=PROJECT_URL, supabase_service_role_key=key)
+    )
+
+
+@pytest.fixture(scope="session")
+def shared_async_client(portal: BlockingPortal) -> Iterator[AsyncClient]:
+    """One async client for the async managers of every test; its HTTP connections belong to
+    the portal's event loop, where every async manager runs."""
+    supabase_client = build_async_client()
+    yield supabase_client
+    portal.call(supabase_client.postgrest.session.aclose)
+
+
+def manager_over_client(
+    managers: Managers,
+    shared_client: Client,
+    shared_async_client: AsyncClient,
+    registry: AgentRegistry | None = None,
+) -> SessionManager:
+    """A manager of the flavour under test over the shared client of that flavour."""
+    if managers.is_async:
+        return managers.driven(AsyncSessionManager(shared_async_client, registry=registry))
+    return SessionManager(shared_client, registry=registry)
+
+
 @pytest.fixture
-def manager(shared_client: Client) -> SessionManager:
-    """A manager without registry, over a client passed in (the manager does not own it)."""
-    return SessionManager(shared_client)
+def manager(
+    managers: Managers, shared_client: Client, shared_async_client: AsyncClient
+) -> SessionManager:
+    """A manager without registry, over a client passed in (the manager does not own it);
+    once as SessionManager and once as AsyncSessionManager."""
+    return manager_over_client(managers, shared_client, shared_async_client)
 
 
 @pytest.fixture
@@ -130,9 +170,14 @@ def registry() -> AgentRegistry:
 
 
 @pytest.fixture
-def registry_manager(shared_client: Client, registry: AgentRegistry) -> SessionManager:
-    """A manager whose registry validates agents and mode transitions."""
-    return SessionManager(shared_client, registry=registry)
+def registry_manager(
+    managers: Managers,
+    shared_client: Client,
+    shared_async_client: AsyncClient,
+    registry: AgentRegistry,
+) -> SessionManager:
+    """A manager whose registry validates agents and mode transitions (both flavours)."""
+    return manager_over_client(managers, shared_client, shared_async_client, registry)
 
 
 # The mocked PostgREST

@@ -20,9 +20,8 @@ import pytest
 from psycopg.rows import DictRow
 
 from agent_engine import AgentRegistry, AgentSessionWithState, SessionManager
-from agent_engine._sync.postgres_transport import PostgresTransport
-from agent_engine._transport import JSON, Failure, Request
 from tests.db.conftest import Database
+from tests.managers import Managers, SpyTransport
 
 AGENT_ID = "whatsapp-sales"
 """The registered agent: greeting -> qualifying -> closing (and back to greeting)."""
@@ -67,23 +66,6 @@ def sample_registry() -> AgentRegistry:
     return registry
 
 
-class SpyTransport:
-    """A Transport that records every request it is given, then runs it on the real one."""
-
-    def __init__(self, transport: PostgresTransport) -> None:
-        self._transport = transport
-        self._lock = threading.Lock()
-        self.requests: list[Request] = []
-
-    def execute(self, request: Request) -> JSON | Failure:
-        with self._lock:
-            self.requests.append(request)
-        return self._transport.execute(request)
-
-    def close(self) -> None:
-        self._transport.close()
-
-
 @pytest.fixture
 def dsn(database: Database) -> str:
     """The strict-regime database's superuser DSN (a Supabase app's direct connection)."""
@@ -96,45 +78,53 @@ def registry() -> AgentRegistry:
 
 
 @pytest.fixture
-def manager(dsn: str, registry: AgentRegistry) -> Iterator[SessionManager]:
+def manager(managers: Managers, dsn: str, registry: AgentRegistry) -> Iterator[SessionManager]:
     """A manager with a registry, so modes follow the agents' valid_transitions."""
-    with SessionManager.from_postgres(dsn, registry=registry, pool_size=4) as session_manager:
+    with managers.from_postgres(dsn, registry=registry, pool_size=4) as session_manager:
         yield session_manager
 
 
 @pytest.fixture
-def wide_manager(dsn: str, registry: AgentRegistry) -> Iterator[SessionManager]:
-    """A manager with one connection per worker thread, for the concurrency tests."""
-    with SessionManager.from_postgres(dsn, registry=registry, pool_size=WORKERS) as session_manager:
+def wide_manager(managers: Managers, dsn: str, registry: AgentRegistry) -> Iterator[SessionManager]:
+    """A manager with one connection per worker (thread, or task of the async manager)."""
+    with managers.from_postgres(dsn, registry=registry, pool_size=WORKERS) as session_manager:
         yield session_manager
 
 
 @pytest.fixture
-def plain_manager(dsn: str) -> Iterator[SessionManager]:
+def plain_manager(managers: Managers, dsn: str) -> Iterator[SessionManager]:
     """A manager without a registry: any agent, any mode (a mode is then free text)."""
-    with SessionManager.from_postgres(dsn, pool_size=WORKERS) as session_manager:
+    with managers.from_postgres(dsn, pool_size=WORKERS) as session_manager:
         yield session_manager
 
 
 @pytest.fixture
-def spy(dsn: str) -> Iterator[SpyTransport]:
-    transport = SpyTransport(PostgresTransport.connect(dsn, pool_size=2))
+def other_instance(dsn: str) -> Iterator[SessionManager]:
+    """Another app instance on the same database (a sync manager with its own pool): a
+    writer that can get in between a manager's read and its write, whichever the flavour."""
+    with SessionManager.from_postgres(dsn, pool_size=1) as session_manager:
+        yield session_manager
+
+
+@pytest.fixture
+def spy(managers: Managers, dsn: str) -> Iterator[SpyTransport]:
+    transport = managers.spy(dsn, pool_size=2)
     try:
         yield transport
     finally:
-        transport.close()
+        managers.close_transport(transport)
 
 
 @pytest.fixture
-def spy_manager(spy: SpyTransport, registry: AgentRegistry) -> SessionManager:
+def spy_manager(managers: Managers, spy: SpyTransport, registry: AgentRegistry) -> SessionManager:
     """A manager (with the registry) whose every request lands in `spy.requests`."""
-    return SessionManager(spy, registry=registry)
+    return managers.over(spy, registry=registry)
 
 
 @pytest.fixture
-def plain_spy_manager(spy: SpyTransport) -> SessionManager:
+def plain_spy_manager(managers: Managers, spy: SpyTransport) -> SessionManager:
     """A manager without a registry whose every request lands in `spy.requests`."""
-    return SessionManager(spy)
+    return managers.over(spy)
 
 
 @pytest.fixture

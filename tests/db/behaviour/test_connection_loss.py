@@ -22,6 +22,7 @@ from agent_engine import AgentRegistry, SessionError, SessionManager
 from agent_engine._sync.postgres_transport import PostgresTransport
 from tests.db.behaviour.conftest import AGENT_ID, WAIT_SECONDS, wait_for_lock_waiters
 from tests.db.conftest import Database
+from tests.managers import Managers
 
 pytestmark = pytest.mark.db
 
@@ -47,6 +48,7 @@ BLOCKED_CALLS: dict[str, tuple[str, Call]] = {
 
 @pytest.mark.parametrize("method", sorted(BLOCKED_CALLS))
 def test_connection_killed_mid_call_raises_retryable_error_and_next_call_succeeds(
+    managers: Managers,
     database: Database,
     registry: AgentRegistry,
     workspace_id: uuid.UUID,
@@ -55,7 +57,7 @@ def test_connection_killed_mid_call_raises_retryable_error_and_next_call_succeed
 ) -> None:
     lock_row, call = BLOCKED_CALLS[method]
     with (
-        SessionManager.from_postgres(database.dsn, registry=registry, pool_size=1) as manager,
+        managers.from_postgres(database.dsn, registry=registry, pool_size=1) as manager,
         database.connect_as_owner() as locker,
         database.connect_as_owner() as observer,
         ThreadPoolExecutor(max_workers=1) as executor,
@@ -85,6 +87,7 @@ def test_connection_killed_mid_call_raises_retryable_error_and_next_call_succeed
 
 
 def test_connection_dropped_while_idle_in_the_pool_is_replaced_before_the_next_call(
+    managers: Managers,
     database: Database,
     registry: AgentRegistry,
     workspace_id: uuid.UUID,
@@ -92,7 +95,7 @@ def test_connection_dropped_while_idle_in_the_pool_is_replaced_before_the_next_c
 ) -> None:
     with database.connect_as_owner() as observer:
         before = own_database_backends(observer)
-        with SessionManager.from_postgres(database.dsn, registry=registry, pool_size=1) as manager:
+        with managers.from_postgres(database.dsn, registry=registry, pool_size=1) as manager:
             session = manager.create_session(
                 workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=conversation_id
             )
@@ -113,6 +116,7 @@ def test_connection_dropped_while_idle_in_the_pool_is_replaced_before_the_next_c
 
 
 def test_connection_dropped_within_the_reuse_window_is_found_without_a_round_trip(
+    managers: Managers,
     database: Database,
     registry: AgentRegistry,
     workspace_id: uuid.UUID,
@@ -123,8 +127,9 @@ def test_connection_dropped_within_the_reuse_window_is_found_without_a_round_tri
         before = own_database_backends(observer)
         # A window longer than the test, so the dropped connection is not pinged: its socket
         # holds the server's goodbye, which the checkout reads without a round trip.
-        transport = PostgresTransport.connect(database.dsn, pool_size=1, check_idle_after=60)
-        with SessionManager(transport, registry=registry) as manager:
+        with managers.from_postgres(
+            database.dsn, registry=registry, pool_size=1, check_idle_after=60
+        ) as manager:
             session = manager.create_session(
                 workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=conversation_id
             )

@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from agent_engine import AgentNotFoundError, SessionManager
-from tests.db.behaviour.conftest import AGENT_ID, SpyTransport
+from tests.db.behaviour.conftest import AGENT_ID
 from tests.hostile_input import HOSTILE_INPUT
+from tests.managers import SpyTransport
 
 pytestmark = pytest.mark.db
 

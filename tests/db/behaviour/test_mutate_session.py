@@ -63,14 +63,17 @@ def test_mutate_session_returns_the_written_session(
 
 
 def test_mutate_session_gives_up_with_the_last_conflict_when_every_write_conflicts(
-    plain_manager: SessionManager, counter_session: AgentSessionWithState, workspace_id: uuid.UUID
+    plain_manager: SessionManager,
+    other_instance: SessionManager,
+    counter_session: AgentSessionWithState,
+    workspace_id: uuid.UUID,
 ) -> None:
     calls: list[int] = []
 
     def change_behind_its_back(session: AgentSessionWithState) -> Mapping[str, Any]:
         calls.append(session.version)
         # Another writer gets in between the read and the guarded write, every time.
-        plain_manager.update_session_with_version(
+        other_instance.update_session_with_version(
             session.id, session.version, workspace_id=workspace_id, current_mode="interloper"
         )
         return {"current_mode": "mine"}
@@ -106,6 +109,7 @@ def test_mutate_session_writes_nothing_when_the_change_is_empty(
 
 def test_mutate_session_logs_each_conflict_retry_at_debug_on_the_agent_engine_logger(
     plain_manager: SessionManager,
+    other_instance: SessionManager,
     counter_session: AgentSessionWithState,
     workspace_id: uuid.UUID,
     caplog: pytest.LogCaptureFixture,
@@ -115,7 +119,7 @@ def test_mutate_session_logs_each_conflict_retry_at_debug_on_the_agent_engine_lo
     def change_behind_its_back_once(session: AgentSessionWithState) -> Mapping[str, Any]:
         if not interloped:
             interloped.append(session.version)
-            plain_manager.update_session_with_version(
+            other_instance.update_session_with_version(
                 session.id, session.version, workspace_id=workspace_id, current_mode="other"
             )
         return {"current_mode": "mine"}

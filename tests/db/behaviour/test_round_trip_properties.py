@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from agent_engine import SessionManager
-from tests.db.behaviour.conftest import SpyTransport
+from tests.managers import SpyTransport
 from tests.strategies import json_values, texts
 
 pytestmark = pytest.mark.db

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 
 from agent_engine import AgentSessionWithState, SessionManager, VersionConflictError
-from tests.db.behaviour.conftest import AGENT_ID, SpyTransport
+from tests.db.behaviour.conftest import AGENT_ID
+from tests.managers import SpyTransport
 
 pytestmark = pytest.mark.db
 

@@ -24,11 +24,11 @@ from tests.db.behaviour.conftest import (
     OTHER_AGENT_ID,
     WAIT_SECONDS,
     WORKERS,
-    SpyTransport,
     start_together,
     wait_for_lock_waiters,
 )
 from tests.db.conftest import Database
+from tests.managers import SpyTransport
 
 pytestmark = pytest.mark.db
 

@@ -1,0 +1,158 @@
+"""AsyncSessionManager in its own event loop: concurrent tasks, a loop that never blocks,
+and cancellation that leaves the pool whole.
+
+The shared behaviour suite already runs every scenario against the async manager (driven
+from test threads); these tests are native asyncio code, as an app writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agent_engine import AgentTurn, AsyncSessionManager
+from tests.db.behaviour.conftest import CALLS_PER_WORKER, WAIT_SECONDS, WORKERS
+from tests.db.conftest import Database
+
+pytestmark = [pytest.mark.db, pytest.mark.anyio]
+
+LOCK_SESSION = "select 1 from public.agent_sessions where id = %s for update"
+
+
+@pytest.fixture
+async def manager(database: Database) -> AsyncIterator[AsyncSessionManager]:
+    async with AsyncSessionManager.from_postgres(database.dsn, pool_size=WORKERS) as manager:
+        yield manager
+
+
+async def _new_session(manager: AsyncSessionManager, workspace_id: uuid.UUID) -> uuid.UUID:
+    session = await manager.create_session(
+        workspace_id=workspace_id,
+        agent_id="sales",
+        conversation_id=uuid.uuid4(),
+        initial_mode="greeting",
+    )
+    return session.id
+
+
+async def test_8_tasks_x_50_add_turn_on_one_session_store_every_turn_once_numbered_1_to_400(
+    manager: AsyncSessionManager, workspace_id: uuid.UUID
+) -> None:
+    session_id = await _new_session(manager, workspace_id)
+
+    async def worker(index: int) -> list[AgentTurn]:
+        return [
+            await manager.add_turn(
+                session_id,
+                workspace_id=workspace_id,
+                role="user",
+                content=f"{index}-{call}",
+                tokens_used=1,
+                idempotency_key=f"message-{index}-{call}",
+            )
+            for call in range(CALLS_PER_WORKER)
+        ]
+
+    returned = await asyncio.gather(*(worker(index) for index in range(WORKERS)))
+
+    total = WORKERS * CALLS_PER_WORKER
+    stored = await manager.get_turns(session_id, workspace_id=workspace_id)
+    assert [turn.turn_number for turn in stored] == list(range(1, total + 1))
+    assert sorted(turn.content for turn in stored) == sorted(
+        f"{index}-{call}" for index in range(WORKERS) for call in range(CALLS_PER_WORKER)
+    )
+    for index, turns in enumerate(returned):
+        numbers = [turn.turn_number for turn in turns]
+        assert numbers == sorted(numbers), f"task {index}'s turns out of call order"
+    session = await manager.get_session(session_id, workspace_id=workspace_id)
+    assert (session.turn_count, session.tokens_used) == (total, total)
+
+
+async def test_a_call_waiting_on_a_locked_row_leaves_the_event_loop_free(
+    manager: AsyncSessionManager, database: Database, workspace_id: uuid.UUID
+) -> None:
+    session_id = await _new_session(manager, workspace_id)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    with database.connect_as_owner() as locker:
+        with locker.transaction():
+            locker.execute(LOCK_SESSION, (session_id,))
+            blocked = asyncio.create_task(
+                manager.add_turn(session_id, workspace_id=workspace_id, role="user", content="x")
+            )
+            ticking = asyncio.create_task(ticker())
+            await asyncio.sleep(0.3)
+            assert not blocked.done()
+        turn = await asyncio.wait_for(blocked, WAIT_SECONDS)
+        ticking.cancel()
+
+    assert turn.turn_number == 1
+    assert ticks >= 10  # about 30 in 0.3 s: the loop ran while the call waited
+
+
+async def test_cancelling_a_call_blocked_on_a_lock_gives_its_connection_back_and_writes_nothing(
+    database: Database, workspace_id: uuid.UUID
+) -> None:
+    async with AsyncSessionManager.from_postgres(database.dsn, pool_size=1) as manager:
+        session_id = await _new_session(manager, workspace_id)
+        with database.connect_as_owner() as locker, locker.transaction():
+            locker.execute(LOCK_SESSION, (session_id,))
+            blocked = asyncio.create_task(
+                manager.add_turn(
+                    session_id, workspace_id=workspace_id, role="user", content="cancelled"
+                )
+            )
+            await asyncio.sleep(0.2)
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+
+        # The only connection came back (or was replaced): the next call is served at once.
+        turn = await asyncio.wait_for(
+            manager.add_turn(session_id, workspace_id=workspace_id, role="user", content="next"),
+            WAIT_SECONDS,
+        )
+        turns = await manager.get_turns(session_id, workspace_id=workspace_id)
+
+    assert turn.turn_number == 1
+    assert [stored.content for stored in turns] == ["next"]
+
+
+async def test_cancelling_a_task_queued_for_a_connection_leaves_the_queue(
+    database: Database, workspace_id: uuid.UUID
+) -> None:
+    async with AsyncSessionManager.from_postgres(database.dsn, pool_size=1) as manager:
+        session_id = await _new_session(manager, workspace_id)
+        with database.connect_as_owner() as locker:
+            with locker.transaction():
+                locker.execute(LOCK_SESSION, (session_id,))
+                holder = asyncio.create_task(
+                    manager.add_turn(
+                        session_id, workspace_id=workspace_id, role="user", content="a"
+                    )
+                )
+                await asyncio.sleep(0.2)
+                queued = asyncio.create_task(
+                    manager.get_turn_count(session_id, workspace_id=workspace_id)
+                )
+                await asyncio.sleep(0.05)
+                queued.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await queued
+            await asyncio.wait_for(holder, WAIT_SECONDS)
+
+        # Had the cancelled waiter stayed queued, the connection would go to it and be lost.
+        count = await asyncio.wait_for(
+            manager.get_turn_count(session_id, workspace_id=workspace_id), WAIT_SECONDS
+        )
+
+    assert count == 1

@@ -12,15 +12,22 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import h11
 import httpcore
 import httpx
 import pytest
 import respx
-from supabase import Client, ClientOptions, create_client
+from supabase import AsyncClient, AsyncClientOptions, Client, ClientOptions, create_client
 
-from agent_engine import AgentEngineError, ConfigError, SessionError, SessionManager
+from agent_engine import (
+    AgentEngineError,
+    AsyncSessionManager,
+    ConfigError,
+    SessionError,
+    SessionManager,
+)
 from agent_engine._transport import RedactedError
 from tests.unit.conftest import LEGACY_SERVICE_ROLE_KEY, PROJECT_URL, Ids
 
@@ -77,14 +84,22 @@ def _assert_no_key_anywhere(error: AgentEngineError, logged: str, parts: tuple[s
     [f"{KEY_PARTS[0]}\n{KEY_PARTS[1]}", f"{KEY_PARTS[0]}é{KEY_PARTS[1]}"],
     ids=["line break", "accent"],
 )
+@pytest.mark.parametrize("manager_class", [SessionManager, AsyncSessionManager])
 def test_a_client_whose_key_cannot_be_sent_is_refused_with_config_error_not_showing_it(
-    offline: respx.MockRouter, caplog: pytest.LogCaptureFixture, key: str
+    offline: respx.MockRouter,
+    caplog: pytest.LogCaptureFixture,
+    key: str,
+    manager_class: type[SessionManager] | type[AsyncSessionManager],
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    client = _hand_built_client(key)
+    client: Any = (
+        _hand_built_client(key)
+        if manager_class is SessionManager
+        else AsyncClient(PROJECT_URL, key, AsyncClientOptions(postgrest_client_retry=False))
+    )
 
     with pytest.raises(ConfigError) as caught:
-        SessionManager(client)
+        manager_class(client)
 
     error = caught.value
     assert error.retryable is False

@@ -11,39 +11,62 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from agent_engine import SessionManager
-from agent_engine._sync.postgres_transport import PostgresTransport
 from tests.db.conftest import Database
+from tests.managers import Managers
 
 
-class CountingConnection(psycopg.Connection[Any]):
-    """Counts what reaches the server: statements, and the pool's empty-query pings."""
+class Counts:
+    """What reached the server through the counting connections: statements, and the pool's
+    empty-query pings."""
 
     statements: ClassVar[int] = 0
     pings: ClassVar[int] = 0
 
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+    @classmethod
+    def add(cls, query: Any) -> None:
         if query == "":
-            CountingConnection.pings += 1
+            cls.pings += 1
         else:
-            CountingConnection.statements += 1
-        return super().execute(query, params, **kwargs)
+            cls.statements += 1
 
     @classmethod
-    def reset_counts(cls) -> None:
+    def reset(cls) -> None:
         cls.statements = cls.pings = 0
+
+    @classmethod
+    def seen(cls) -> tuple[int, int]:
+        return cls.statements, cls.pings
+
+
+class CountingConnection(psycopg.Connection[Any]):
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        Counts.add(query)
+        return super().execute(query, params, **kwargs)
+
+
+class CountingAsyncConnection(psycopg.AsyncConnection[Any]):
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        Counts.add(query)
+        return await super().execute(query, params, **kwargs)
 
 
 POOL_APPLICATION_NAME = "agent_engine_transport_test"
 
 
-def manager_on(database: Database, *, check_idle_after: float) -> SessionManager:
-    transport = PostgresTransport.connect(
+def counting_class(managers: Managers) -> type[Any]:
+    return CountingAsyncConnection if managers.is_async else CountingConnection
+
+
+def manager_on(
+    managers: Managers, database: Database, *, check_idle_after: float
+) -> SessionManager:
+    transport = managers.postgres_transport(
         make_conninfo(database.dsn, application_name=POOL_APPLICATION_NAME),
         pool_size=1,
         check_idle_after=check_idle_after,
-        connection_class=CountingConnection,
+        connection_class=counting_class(managers),
     )
-    return SessionManager(transport)
+    return managers.over(transport)
 
 
 def new_session(manager: SessionManager) -> tuple[uuid.UUID, uuid.UUID]:
@@ -57,32 +80,38 @@ def new_session(manager: SessionManager) -> tuple[uuid.UUID, uuid.UUID]:
     return session.id, workspace
 
 
-def test_a_busy_caller_pays_one_round_trip_per_operation(database: Database) -> None:
-    with manager_on(database, check_idle_after=60) as manager:
+def test_a_busy_caller_pays_one_round_trip_per_operation(
+    managers: Managers, database: Database
+) -> None:
+    with manager_on(managers, database, check_idle_after=60) as manager:
         session_id, workspace = new_session(manager)
-        CountingConnection.reset_counts()
+        Counts.reset()
 
         manager.get_session(session_id, workspace_id=workspace)
         manager.add_turn(session_id, workspace_id=workspace, role="user", content="hi")
         manager.add_intent_seen(session_id, "greeting", workspace_id=workspace)
         manager.get_total_tokens_used(session_id, workspace_id=workspace)
 
-        assert (CountingConnection.statements, CountingConnection.pings) == (4, 0)
+        assert Counts.seen() == (4, 0)
 
 
-def test_a_connection_idle_past_the_window_is_pinged_before_use(database: Database) -> None:
-    with manager_on(database, check_idle_after=0.05) as manager:
+def test_a_connection_idle_past_the_window_is_pinged_before_use(
+    managers: Managers, database: Database
+) -> None:
+    with manager_on(managers, database, check_idle_after=0.05) as manager:
         session_id, workspace = new_session(manager)
         time.sleep(0.1)
-        CountingConnection.reset_counts()
+        Counts.reset()
 
         manager.get_turn_count(session_id, workspace_id=workspace)
 
-        assert (CountingConnection.statements, CountingConnection.pings) == (1, 1)
+        assert Counts.seen() == (1, 1)
 
 
-def test_a_connection_dropped_while_idle_is_replaced_not_handed_out(database: Database) -> None:
-    with manager_on(database, check_idle_after=0.05) as manager:
+def test_a_connection_dropped_while_idle_is_replaced_not_handed_out(
+    managers: Managers, database: Database
+) -> None:
+    with manager_on(managers, database, check_idle_after=0.05) as manager:
         session_id, workspace = new_session(manager)
         with psycopg.connect(database.dsn, autocommit=True) as admin:
             terminated = admin.execute(
@@ -91,29 +120,30 @@ def test_a_connection_dropped_while_idle_is_replaced_not_handed_out(database: Da
                 (POOL_APPLICATION_NAME,),
             ).fetchall()
         time.sleep(0.1)
-        CountingConnection.reset_counts()
+        Counts.reset()
 
         # No error reaches the caller: the checkout read the server's goodbye from the
         # socket, with no ping, and the pool opened a new connection.
         assert manager.get_turn_count(session_id, workspace_id=workspace) == 0
         assert terminated == [(True,)]
-        assert (CountingConnection.statements, CountingConnection.pings) == (1, 0)
+        assert Counts.seen() == (1, 0)
 
 
 def test_from_postgres_with_no_idle_window_pings_every_checkout(
-    database: Database, monkeypatch: pytest.MonkeyPatch
+    managers: Managers, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    connect = PostgresTransport.connect.__func__  # type: ignore[attr-defined]
+    transport_class = type(managers.postgres_transport(database.dsn, pool_size=1))
+    connect: Any = getattr(transport_class.connect, "__func__")  # noqa: B009 (mypy)
 
-    def counting_connect(cls: type[PostgresTransport], /, dsn: str, **options: Any) -> Any:
-        return connect(cls, dsn, connection_class=CountingConnection, **options)
+    def counting_connect(cls: type[Any], /, dsn: str, **options: Any) -> Any:
+        return connect(cls, dsn, connection_class=counting_class(managers), **options)
 
-    monkeypatch.setattr(PostgresTransport, "connect", classmethod(counting_connect))
-    with SessionManager.from_postgres(database.dsn, pool_size=1, check_idle_after=0) as manager:
+    monkeypatch.setattr(transport_class, "connect", classmethod(counting_connect))
+    with managers.from_postgres(database.dsn, pool_size=1, check_idle_after=0) as manager:
         session_id, workspace = new_session(manager)
-        CountingConnection.reset_counts()
+        Counts.reset()
 
         manager.get_turn_count(session_id, workspace_id=workspace)
         manager.get_turn_count(session_id, workspace_id=workspace)
 
-        assert (CountingConnection.statements, CountingConnection.pings) == (2, 2)
+        assert Counts.seen() == (2, 2)

@@ -12,6 +12,7 @@ tests (`async def`, awaited) are in the `*_async*` test modules.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -168,3 +169,26 @@ class Managers:
     def run(self, function: Callable[[], Any]) -> Any:
         """Call `function` where the managers live: on the portal's loop for async."""
         return self.portal.call(function) if self.is_async else function()
+
+
+class LoopTicks:
+    """Counts how often the running event loop got to run another task, every `interval`
+    seconds, while the block runs: a call that blocked the loop would leave it near 0."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._task is not None:
+            self._task.cancel()

@@ -31,6 +31,7 @@ from agent_engine import (
 from agent_engine._async.postgrest_transport import AsyncPostgrestTransport
 from agent_engine._sync.postgrest_transport import PostgrestTransport
 from agent_engine.settings import DEFAULT_TIMEOUT
+from tests.managers import LoopTicks
 from tests.unit.conftest import (
     LEGACY_SERVICE_ROLE_KEY,
     PROJECT_URL,
@@ -220,24 +221,14 @@ async def test_mutate_session_sleeps_without_blocking_the_loop_between_conflicts
         side_effect=[no_rows_response(), object_response(rows.session(version=5))]
     )
     monkeypatch.setattr(async_manager_module, "conflict_backoff", lambda attempt: 0.05)
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    try:
+    async with LoopTicks(0.005) as ticks:
         session = await AsyncSessionManager(async_client).mutate_session(
             ids.session_id, lambda _: {"status": "paused"}, workspace_id=ids.workspace_id
         )
-    finally:
-        ticking.cancel()
 
     assert session.version == 5
-    assert ticks >= 3  # the loop kept running while mutate_session slept 50 ms
+    assert ticks.count >= 3  # the loop kept running while mutate_session slept 50 ms
 
 
 def test_the_sync_manager_refuses_an_async_change_without_leaving_a_coroutine_behind(

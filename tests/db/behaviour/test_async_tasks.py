@@ -16,6 +16,7 @@ import pytest
 from agent_engine import AgentTurn, AsyncSessionManager
 from tests.db.behaviour.conftest import CALLS_PER_WORKER, WAIT_SECONDS, WORKERS
 from tests.db.conftest import Database
+from tests.managers import LoopTicks
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
 
@@ -75,13 +76,6 @@ async def test_a_call_waiting_on_a_locked_row_leaves_the_event_loop_free(
     manager: AsyncSessionManager, database: Database, workspace_id: uuid.UUID
 ) -> None:
     session_id = await _new_session(manager, workspace_id)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
 
     with database.connect_as_owner() as locker:
         with locker.transaction():
@@ -89,14 +83,13 @@ async def test_a_call_waiting_on_a_locked_row_leaves_the_event_loop_free(
             blocked = asyncio.create_task(
                 manager.add_turn(session_id, workspace_id=workspace_id, role="user", content="x")
             )
-            ticking = asyncio.create_task(ticker())
-            await asyncio.sleep(0.3)
+            async with LoopTicks(0.01) as ticks:
+                await asyncio.sleep(0.3)
             assert not blocked.done()
         turn = await asyncio.wait_for(blocked, WAIT_SECONDS)
-        ticking.cancel()
 
     assert turn.turn_number == 1
-    assert ticks >= 10  # about 30 in 0.3 s: the loop ran while the call waited
+    assert ticks.count >= 10  # about 30 in 0.3 s: the loop ran while the call waited
 
 
 async def test_cancelling_a_call_blocked_on_a_lock_gives_its_connection_back_and_writes_nothing(

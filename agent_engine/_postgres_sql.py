@@ -2,7 +2,9 @@
 
 Each request compiles to ONE statement that returns JSON built by Postgres itself
 (`to_jsonb`, `jsonb_agg`), the same JSON PostgREST would have sent, so the shared parsers
-serve both transports. Connection failures are classified here: which refusals may pass.
+serve both transports. Every value is a parameter, so the SQL depends only on the request's
+shape: it is built and rendered once per shape (`STATEMENTS`), and a call only binds values.
+Connection failures are classified here: which refusals may pass.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import json
 import math
 import socket
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import sql
@@ -28,6 +32,7 @@ from agent_engine._transport import (
     Equals,
     Failure,
     GreaterThan,
+    OneOf,
     Request,
     Select,
     Update,
@@ -35,6 +40,8 @@ from agent_engine._transport import (
 )
 
 Parameter = str | list[str] | None
+"""A value as it is bound: text of unknown type (Postgres casts it to the column's or the
+argument's type), a text array for OneOf, or NULL."""
 
 _PARENT = sql.Identifier("t")
 _CHILD = sql.Identifier("c")
@@ -101,15 +108,23 @@ def pool_timeout_failure(timeout: float, pool_size: int, cause: BaseException) -
 
 
 def connection_options(
-    parameters: dict[str, str], timeout: float, cursor_factory: type[Any]
+    parameters: dict[str, str],
+    timeout: float,
+    client_cursor: type[Any],
+    *,
+    prepare: bool = False,
 ) -> dict[str, Any]:
-    """psycopg.connect's options: autocommit, no prepared statements, client-side binding
-    (`cursor_factory`: the sync or async ClientCursor), and TCP liveness checks."""
-    options: dict[str, Any] = {
-        "autocommit": True,
-        "prepare_threshold": None,
-        "cursor_factory": cursor_factory,
-    }
+    """psycopg.connect's options: autocommit, TCP liveness checks, and how statements go.
+
+    Without `prepare`: client-side binding (`client_cursor`: the sync or async ClientCursor)
+    and no prepared statements, which Supavisor's transaction mode needs. With it: server-side
+    binding, and statements prepared only where the transport asks (`prepare=True`).
+    """
+    options: dict[str, Any] = {"autocommit": True}
+    if prepare:
+        options["prepare_threshold"] = _PREPARED_ONLY_WHEN_ASKED
+    else:
+        options.update(prepare_threshold=None, cursor_factory=client_cursor)
     # A vanished peer (no reset, no FIN) would otherwise hold a call for the kernel's TCP
     # timeouts (minutes); libpq ignores these on Unix sockets. The DSN's own values win.
     network = {
@@ -123,12 +138,57 @@ def connection_options(
     return options
 
 
-def bounded(statement: sql.Composed, deadline: float) -> sql.Composed:
-    """The statement preceded by a statement_timeout set to the time the call has left."""
-    milliseconds = max(1, math.ceil((deadline - monotonic()) * 1000))
-    return sql.SQL("set local statement_timeout = {}; {}").format(
-        sql.Literal(milliseconds), statement
-    )
+_PREPARED_ONLY_WHEN_ASKED = 2**31 - 1
+"""psycopg's prepare_threshold in prepared mode: its own preparation of a statement seen that
+many times never happens (the pool's empty ping stays unprepared); `execute(prepare=True)`
+prepares at once."""
+
+
+def milliseconds_left(deadline: float) -> int:
+    """The statement_timeout that ends a statement at `deadline` (at least 1 ms)."""
+    return max(1, math.ceil((deadline - monotonic()) * 1000))
+
+
+def bounded_parameters(parameters: Sequence[Parameter], deadline: float) -> list[object]:
+    """The parameters of `Statement.bounded_text`: the time left, then the statement's."""
+    return [milliseconds_left(deadline), *parameters]
+
+
+SET_SESSION_TIMEOUT = b"select pg_catalog.set_config('statement_timeout', %s, false)"
+"""Prepared mode's timeout, set on the session (parameter: milliseconds, as text)."""
+
+
+@dataclass(slots=True)
+class PreparedSession:
+    """What prepared mode set up on one connection's session, as far as it knows."""
+
+    timeout: int | None = None
+    """The session's statement_timeout in ms; None: unknown (new, or a change in flight)."""
+    statements: set[bytes] = field(default_factory=set)
+    """The `Statement.text` of each statement prepared on it."""
+
+
+class PreparedSessions:
+    """The PreparedSession of each connection of a prepared-mode transport.
+
+    A prepared statement is one statement, so it cannot carry `set local` with it: the
+    timeout is the session's, set only when the time a call has left differs from it (a
+    new connection, a call that waited for one). The transports then send the setting and
+    the statement together, in a pipeline: one round trip, whose implicit transaction rolls
+    the setting back if the statement fails, so the timeout is unknown until it commits. A
+    statement's first run on a connection goes the same way, its Parse pipelined with its
+    Bind and Execute, where psycopg alone would wait for the Parse first.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: WeakKeyDictionary[object, PreparedSession] = WeakKeyDictionary()
+
+    def of(self, connection: object) -> PreparedSession:
+        """`connection`'s session (a new connection: nothing known)."""
+        session = self._sessions.get(connection)
+        if session is None:
+            session = self._sessions[connection] = PreparedSession()
+        return session
 
 
 def _classify_connect_error(text: str) -> tuple[str | None, bool]:
@@ -160,8 +220,56 @@ def single_answer(request: Request, values: list[JSON]) -> JSON | Failure:
     return values[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """The SQL of one request shape, rendered once; every value is a `%s` placeholder."""
+
+    text: bytes
+    """The statement alone (prepared mode: the timeout is the session's)."""
+    bounded_text: bytes
+    """`set local statement_timeout = %s; ` and the statement: one simple-protocol message
+    whose first parameter is the time left (`bounded_parameters`)."""
+
+
+class StatementCache:
+    """Statements rendered once per request shape, so that a call only binds values.
+
+    A shape is a request without its values: a Call's function and argument names; a
+    Select's or an Update's table, columns, embeds and conditions. The operations build a
+    few dozen; `max_shapes` bounds the cache anyway (it starts over when full). Safe to share
+    between threads: two that miss together render the same statement.
+    """
+
+    def __init__(self, max_shapes: int = 256) -> None:
+        self._statements: dict[Hashable, Statement] = {}
+        self._max_shapes = max_shapes
+
+    def __len__(self) -> int:
+        return len(self._statements)
+
+    def statement(self, request: Request) -> tuple[Statement, list[Parameter]]:
+        """`request`'s statement and parameters: compile_request's, rendered to bytes."""
+        parameters: list[Parameter] = []
+        shape = _shape(request, parameters)
+        statement = self._statements.get(shape)
+        if statement is None:
+            text = compile_request(request)[0].as_bytes(None)
+            statement = Statement(text, b"set local statement_timeout = %s; " + text)
+            if len(self._statements) >= self._max_shapes:
+                self._statements.clear()
+            self._statements[shape] = statement
+        return statement, parameters
+
+
+STATEMENTS = StatementCache()
+"""The cache both transports use: the SQL depends on the shape alone, never on a connection."""
+
+
 def compile_request(request: Request) -> tuple[sql.Composed, list[Parameter]]:
-    """The single SQL statement (and its parameters) that answers `request` with JSON rows."""
+    """The single SQL statement (and its parameters) that answers `request` with JSON rows.
+
+    Built anew on each call; the transports use STATEMENTS, which renders it once per shape.
+    """
     parameters: list[Parameter] = []
     if isinstance(request, Call):
         arguments = sql.SQL(", ").join(
@@ -196,7 +304,7 @@ def _select(request: Select, parameters: list[Parameter]) -> sql.Composed:
         row, _table(request.table), _where(request.conditions, _PARENT, parameters)
     )
     if request.limit is not None:
-        query = sql.SQL("{} limit {}").format(query, sql.Literal(request.limit))
+        query = sql.SQL("{} limit {}").format(query, _bind(request.limit, parameters))
     if request.single:
         return query
     return sql.SQL("select coalesce(jsonb_agg(rows.answer), '[]'::jsonb) from ({}) as rows").format(
@@ -228,7 +336,9 @@ def _embedded(embed: Embed, parameters: list[Parameter]) -> sql.Composable:
         if embed.order_by
         else sql.SQL("")
     )
-    limit = sql.SQL(" limit {}").format(sql.Literal(embed.limit)) if embed.limit else sql.SQL("")
+    limit = (
+        sql.SQL(" limit {}").format(_bind(embed.limit, parameters)) if embed.limit else sql.SQL("")
+    )
     return sql.SQL(
         "coalesce((select jsonb_agg(to_jsonb(c){order}) from "
         "(select * from {table} as c where {conditions}{order}{limit}) as c), '[]'::jsonb)"
@@ -264,16 +374,75 @@ def _condition(
 
 def _bind(value: JSON, parameters: list[Parameter]) -> sql.Composable:
     """Append `value` as a text parameter of unknown type and return its placeholder."""
-    if value is None or isinstance(value, str):
-        parameters.append(value)
-    elif isinstance(value, bool):
-        parameters.append("true" if value else "false")
-    elif isinstance(value, int | float):
-        parameters.append(repr(value))
-    else:
-        parameters.append(json.dumps(value))
+    parameters.append(_parameter(value))
     return sql.SQL("%s")
+
+
+def _parameter(value: JSON) -> Parameter:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)
 
 
 def _table(name: str) -> sql.Identifier:
     return sql.Identifier("public", name)
+
+
+# Shapes: what compile_request builds, without the values, which are collected in the same
+# order as it binds them (tests/unit/test_statement_cache.py holds the two to each other).
+# Run on every call, so written for speed: most values are text or NULL already.
+
+
+def _shape(request: Request, parameters: list[Parameter]) -> Hashable:
+    if isinstance(request, Call):
+        _add_parameters(request.arguments.values(), parameters)
+        return Call, request.function, tuple(request.arguments)
+    if isinstance(request, Update):
+        _add_parameters(request.values.values(), parameters)
+        where = _conditions_shape(request.conditions, parameters)
+        return Update, request.table, tuple(request.values), where
+    embeds = tuple([_embed_shape(embed, parameters) for embed in request.embeds])
+    where = _conditions_shape(request.conditions, parameters)
+    limited = request.limit is not None
+    if limited:
+        parameters.append(_parameter(request.limit))
+    return Select, request.table, request.columns, embeds, where, request.single, limited
+
+
+def _add_parameters(values: Iterable[JSON], parameters: list[Parameter]) -> None:
+    for value in values:
+        parameters.append(value if value is None or type(value) is str else _parameter(value))
+
+
+def _embed_shape(embed: Embed, parameters: list[Parameter]) -> Hashable:
+    where = _conditions_shape(embed.conditions, parameters) if embed.conditions else ()
+    if not embed.many:
+        return embed.table, where
+    if embed.limit:
+        parameters.append(_parameter(embed.limit))
+    return embed.table, where, embed.order_by, bool(embed.limit)
+
+
+def _conditions_shape(
+    conditions: Iterable[Condition], parameters: list[Parameter]
+) -> tuple[Hashable, ...]:
+    shapes: list[Hashable] = []
+    for condition in conditions:
+        if isinstance(condition, Equals):  # the common case, shaped as its column alone
+            value = condition.value
+            parameters.append(value if type(value) is str else _parameter(value))
+            shapes.append(condition.column)
+        elif isinstance(condition, GreaterThan):
+            parameters.append(_parameter(condition.value))
+            shapes.append((GreaterThan, condition.column))
+        elif isinstance(condition, OneOf):
+            parameters.append(list(condition.values))
+            shapes.append((OneOf, condition.column))
+        else:
+            branches = [_conditions_shape(branch, parameters) for branch in condition.branches]
+            shapes.append((AnyOf, tuple(branches)))
+    return tuple(shapes)

@@ -21,7 +21,9 @@ class Parameters:
     iterations: int
     """Timed calls per operation for the latency of one caller."""
     operations_per_thread: int
-    """Calls per thread in the throughput runs (1 thread and `threads` threads)."""
+    """Calls per thread (or task) in the throughput runs (1 thread and `threads` threads)."""
+    throughput_rounds: int
+    """Rounds alternating threads and tasks in the tasks-vs-threads section (median kept)."""
     contention_updates_per_thread: int
     """Successful guarded updates each writer makes on the one shared session."""
     turn_counts: tuple[int, ...]
@@ -55,6 +57,7 @@ class Parameters:
             warmup=50,
             iterations=1_000,
             operations_per_thread=300,
+            throughput_rounds=5,
             contention_updates_per_thread=50,
             turn_counts=(10, 1_000, 100_000),
             scaling_iterations=1_000,
@@ -74,6 +77,7 @@ class Parameters:
             warmup=3,
             iterations=20,
             operations_per_thread=5,
+            throughput_rounds=1,
             contention_updates_per_thread=3,
             turn_counts=(10, 1_000, 10_000),
             scaling_iterations=20,

@@ -2,9 +2,10 @@
 
 Sections: each operation's round trips, latency and throughput; guarded updates under
 contention; cost by session size; lost updates of a read-modify-write of intents; the
-client's CPU per operation against the raw driver's. Tables are printed as markdown and
-written to benchmarks/results.json (BENCH_QUICK=1: a smoke run whose results go to the
-temporary directory instead, leaving results.json alone).
+client's CPU and wall time per operation against the raw driver's (sync and async, without
+and with prepared statements, and on the Supabase path); async tasks against threads;
+faults. Tables are printed as markdown and written to benchmarks/results.json (BENCH_QUICK=1:
+a smoke run whose results go to the temporary directory instead, leaving results.json alone).
 Timings are noisy: compare them as ratios within one run, not across machines.
 """
 
@@ -21,7 +22,15 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from benchmarks import client_cost, contention, faults, lost_updates, per_operation, session_size
+from benchmarks import (
+    client_cost,
+    contention,
+    faults,
+    lost_updates,
+    per_operation,
+    session_size,
+    tasks_vs_threads,
+)
 from benchmarks.context import Bench, open_bench
 from benchmarks.database import Database, open_database
 from benchmarks.parameters import Parameters
@@ -39,6 +48,7 @@ SECTIONS: tuple[Section, ...] = (
     session_size.run,
     lost_updates.run,
     client_cost.run,
+    tasks_vs_threads.run,
     faults.run,
 )
 

@@ -1,17 +1,24 @@
-"""The one timing helper: latency of one caller, throughput of several threads, client cost."""
+"""The one timing helper: latency of one caller, throughput of several threads or tasks,
+client cost (sync calls, or async calls awaited on one event loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import statistics
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from time import perf_counter, thread_time
+from time import perf_counter, process_time, thread_time
+from typing import TypeVar
 
 Call = Callable[[], object]
 """One operation, ready to run again and again (it keeps whatever state it needs)."""
+AsyncCall = Callable[[], Awaitable[object]]
+"""The async twin of Call: each call returns a new awaitable."""
+
+C = TypeVar("C")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +39,23 @@ class Latency:
 
 @dataclass(frozen=True, slots=True)
 class Throughput:
-    """`operations` completed by `threads` threads in `seconds` of wall time."""
+    """`operations` completed by `threads` threads (or tasks) in `seconds` of wall time,
+    using `cpu_seconds` of the process's CPU time (every thread's) meanwhile."""
 
     threads: int
     operations: int
     seconds: float
+    cpu_seconds: float = 0.0
 
     @property
     def per_second(self) -> float:
         """Operations per second over all threads."""
         return self.operations / self.seconds
+
+    @property
+    def cpu_us_per_operation(self) -> float:
+        """The client process's CPU per operation, in microseconds."""
+        return self.cpu_seconds / self.operations * 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,13 +119,56 @@ def measure_throughput(
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         ready.wait()
-    start = perf_counter()
+    start, cpu_start = perf_counter(), process_time()
     for thread in threads:
         thread.join()
-    elapsed = perf_counter() - start
+    elapsed, cpu = perf_counter() - start, process_time() - cpu_start
     if errors:
         raise errors[0]
-    return Throughput(len(calls), len(calls) * operations_per_thread, elapsed)
+    return Throughput(len(calls), len(calls) * operations_per_thread, elapsed, cpu)
+
+
+def measure_async_throughput(
+    runner: asyncio.Runner,
+    calls: Sequence[AsyncCall],
+    *,
+    operations_per_task: int,
+    warmup_per_task: int = 0,
+) -> Throughput:
+    """The async twin of measure_throughput: one task per entry of `calls`, on `runner`'s loop.
+
+    Each task first awaits `warmup_per_task` untimed calls; the clock starts when every task
+    is ready and stops when the last one finishes. The first exception is raised here.
+    """
+
+    async def measure() -> Throughput:
+        ready = asyncio.Barrier(len(calls) + 1)
+
+        async def work(call: AsyncCall) -> None:
+            try:
+                for _ in range(warmup_per_task):
+                    await call()
+            except BaseException:
+                await ready.abort()
+                raise
+            await ready.wait()
+            for _ in range(operations_per_task):
+                await call()
+
+        tasks = [asyncio.create_task(work(call)) for call in calls]
+        with contextlib.suppress(asyncio.BrokenBarrierError):
+            await ready.wait()
+        start, cpu_start = perf_counter(), process_time()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed, cpu = perf_counter() - start, process_time() - cpu_start
+        errors = [error for error in outcomes if isinstance(error, BaseException)]
+        # A task that failed broke the barrier for the others: its error is the one reported.
+        errors.sort(key=lambda error: isinstance(error, asyncio.BrokenBarrierError))
+        if errors:
+            raise errors[0]
+        return Throughput(len(calls), len(calls) * operations_per_task, elapsed, cpu)
+
+    return runner.run(measure())
 
 
 def measure_client_cost(
@@ -131,9 +188,36 @@ def measure_client_cost(
     meanwhile, so a collection costs what the calls themselves left, whatever else the
     process holds. Raises ValueError if a side has fewer timed calls than `blocks`.
     """
+    return _measure(sides, _timed_calls, warmup=warmup, blocks=blocks, between=between_blocks)
+
+
+def measure_async_client_cost(
+    runner: asyncio.Runner,
+    sides: Sequence[Sequence[AsyncCall]],
+    *,
+    warmup: int,
+    blocks: int,
+    between_blocks: Call | None = None,
+) -> list[ClientCost]:
+    """measure_client_cost for async calls: each block is one task on `runner`'s loop that
+    awaits its calls one after another, so the loop's own work is the client's too."""
+
+    def run_block(calls: Sequence[AsyncCall], samples: list[float]) -> float:
+        return runner.run(_timed_async_calls(calls, samples))
+
+    return _measure(sides, run_block, warmup=warmup, blocks=blocks, between=between_blocks)
+
+
+def _measure(
+    sides: Sequence[Sequence[C]],
+    run_block: Callable[[Sequence[C], list[float]], float],
+    *,
+    warmup: int,
+    blocks: int,
+    between: Call | None,
+) -> list[ClientCost]:
     for calls in sides:
-        for call in calls[:warmup]:
-            call()
+        run_block(calls[:warmup], [])
     timed = [calls[warmup:] for calls in sides]
     if min(len(calls) for calls in timed) < blocks:
         raise ValueError(f"every side needs at least {blocks} calls after the warm-up")
@@ -147,10 +231,10 @@ def measure_client_cost(
             for side in order:
                 calls = timed[side]
                 start, stop = (len(calls) * edge // blocks for edge in (block, block + 1))
-                cpu = _timed_calls(calls[start:stop], samples[side])
+                cpu = run_block(calls[start:stop], samples[side])
                 cpu_per_call[side].append(cpu / (stop - start))
-                if between_blocks is not None:
-                    between_blocks()
+                if between is not None:
+                    between()
     finally:
         gc.unfreeze()
     return [
@@ -165,5 +249,15 @@ def _timed_calls(calls: Sequence[Call], samples: list[float]) -> float:
     for call in calls:
         start = perf_counter()
         call()
+        samples.append(perf_counter() - start)
+    return thread_time() - cpu_start
+
+
+async def _timed_async_calls(calls: Sequence[AsyncCall], samples: list[float]) -> float:
+    """_timed_calls awaiting each call in turn."""
+    cpu_start = thread_time()
+    for call in calls:
+        start = perf_counter()
+        await call()
         samples.append(perf_counter() - start)
     return thread_time() - cpu_start

@@ -103,23 +103,35 @@ class AsyncSessionManager:
         pool_size: int = DEFAULT_POOL_SIZE,
         timeout: float = DEFAULT_TIMEOUT,
         check_idle_after: float = 1.0,
+        prepare: bool = False,
     ) -> AsyncSessionManager:
         """A manager that talks to Postgres directly through a pool of psycopg 3 connections.
 
         `dsn`: the direct connection string or Supabase's pooler (Supavisor, transaction mode
-        on port 6543 included: prepared statements are off). Same API, same SQL functions,
-        same errors (SQLSTATE kept) as the Supabase path; one statement per operation.
-        Nothing connects until the first call: each call that finds no idle connection opens
-        one, up to `pool_size`. `timeout` bounds every call, lock waits included. A
-        connection idle in the pool for `check_idle_after` seconds or more is pinged before
-        use (0: every checkout, at one more round trip per operation). Raises ConfigError
-        for a malformed DSN (password masked) or a bad number. Use `async with manager:` or
-        call `aclose()` to close the pool. Needs the `postgres` extra.
+        on port 6543 included: prepared statements are off by default). Same API, same SQL
+        functions, same errors (SQLSTATE kept) as the Supabase path; one statement per
+        operation. Nothing connects until the first call: each call that finds no idle
+        connection opens one, up to `pool_size`. `timeout` bounds every call, lock waits
+        included. A connection idle in the pool for `check_idle_after` seconds or more is
+        pinged before use (0: every checkout, at one more round trip per operation).
+        `prepare=True` uses server-side prepared statements: the server parses and plans
+        each statement once per connection instead of on every call (reads gain most),
+        still in one round trip, and the timeout still bounds every call (kept as the
+        connection's session setting). Only for a direct connection or the pooler's session
+        mode (port 5432): transaction mode (port 6543) shares server connections between
+        clients, so neither a prepared statement nor a session setting stays with ours.
+        Raises ConfigError for a malformed DSN (password masked), a bad number or a
+        `prepare` that is not a bool. Use `async with manager:` or call `aclose()` to close
+        the pool. Needs the `postgres` extra.
         """
         from agent_engine._async.postgres_transport import AsyncPostgresTransport
 
         transport = AsyncPostgresTransport.connect(
-            dsn, pool_size=pool_size, timeout=timeout, check_idle_after=check_idle_after
+            dsn,
+            pool_size=pool_size,
+            timeout=timeout,
+            check_idle_after=check_idle_after,
+            prepare=prepare,
         )
         return cls(transport, registry=registry)
 

@@ -3,13 +3,19 @@
 """Runs requests as SQL over a small pool of psycopg 3 connections (direct or Supavisor).
 
 Only the wire lives here; the SQL and the reading of errors are `_postgres_sql`'s. Connections
-run in autocommit and every statement goes as one simple-protocol message,
+run in autocommit and, by default, every statement goes as one simple-protocol message,
 `set local statement_timeout = <ms>; <statement>`: one round trip and one implicit
 transaction, in which the timeout bounds the statement (lock waits included) and then
 lapses. That works behind Supabase's pooler in transaction mode, where a session-level SET
 would leak to other clients and startup options are not passed through; parameters are bound
 client-side (psycopg's ClientCursor), and there are no server-side prepared statements,
 which that mode breaks.
+
+With `prepare=True` (a connection of our own: direct, or the pooler's session mode) each
+statement is prepared on each connection the first time and then only executed, its values
+bound server-side. The timeout is then the session's statement_timeout, set in the same
+round trip (a pipeline) whenever the time a call has left differs from it (see
+`PreparedSessions`).
 
 How connections are checked, replaced after drops and opened is the pool's job; this module
 turns what goes wrong into a `Failure` that says whether retrying can help.
@@ -25,12 +31,18 @@ import psycopg
 
 from agent_engine._connection_checks import PoolClosedError, PoolTimeoutError
 from agent_engine._dsn import parse_dsn
+from agent_engine._errors import ConfigError
 from agent_engine._postgres_sql import (
-    bounded,
-    compile_request,
+    SET_SESSION_TIMEOUT,
+    STATEMENTS,
+    Parameter,
+    PreparedSessions,
+    Statement,
+    bounded_parameters,
     connect_failure,
     connection_options,
     database_failure,
+    milliseconds_left,
     pool_timeout_failure,
     single_answer,
 )
@@ -47,11 +59,18 @@ class PostgresTransport:
     """
 
     def __init__(
-        self, pool: ConnectionPool, *, timeout: float, secrets: Iterable[str] = ()
+        self,
+        pool: ConnectionPool,
+        *,
+        timeout: float,
+        secrets: Iterable[str] = (),
+        prepare: bool = False,
     ) -> None:
         self._pool = pool
         self._timeout = timeout
         self._secrets = tuple(secret for secret in secrets if secret)
+        self._prepare = prepare
+        self._sessions = PreparedSessions()
         self._closed = False
 
     @classmethod
@@ -62,6 +81,7 @@ class PostgresTransport:
         pool_size: int,
         timeout: float = DEFAULT_TIMEOUT,
         check_idle_after: float = 1.0,
+        prepare: bool = False,
         connection_class: type[psycopg.Connection[Any]] = psycopg.Connection,
     ) -> PostgresTransport:
         """A transport with a pool of at most `pool_size` connections to `dsn`.
@@ -75,9 +95,19 @@ class PostgresTransport:
         tcp_user_timeout unless the DSN sets them, so a peer that vanished is noticed.
         `check_idle_after`: connections idle in the pool at least this long are pinged on
         checkout; 0 pings every checkout (one more round trip per operation).
+        `prepare`: server-side prepared statements (default off): each statement is prepared
+        once per connection, then only executed, still in one round trip, with the timeout
+        kept on the session. Only for a connection that stays ours for its whole session (a
+        direct connection, or Supavisor's session mode on port 5432): transaction mode (port
+        6543) hands the server connection to other clients between statements, so neither a
+        prepared statement nor a session setting stays with it. ConfigError if not a bool.
         `connection_class` lets instrumentation (counting round trips) wrap the connections
         without changing how they are configured.
         """
+        if not isinstance(prepare, bool):
+            raise ConfigError(
+                f"prepare must be True or False, got {type(prepare).__name__}", variable="prepare"
+            )
         parameters = parse_dsn(dsn)
         limits = ConnectionLimits.of(
             pool_size=pool_size, timeout=timeout, check_idle_after=check_idle_after
@@ -85,17 +115,20 @@ class PostgresTransport:
         pool = ConnectionPool(
             dsn.strip(),
             max_size=limits.pool_size,
-            connect_kwargs=connection_options(parameters, limits.timeout, psycopg.ClientCursor),
+            connect_kwargs=connection_options(
+                parameters, limits.timeout, psycopg.ClientCursor, prepare=prepare
+            ),
             connection_class=connection_class,
             check_idle_after=limits.check_idle_after,
         )
-        return cls(pool, timeout=limits.timeout, secrets=[parameters.get("password", "")])
+        secrets = [parameters.get("password", "")]
+        return cls(pool, timeout=limits.timeout, secrets=secrets, prepare=prepare)
 
     def execute(self, request: Request) -> JSON | Failure:
         """Run `request` as one statement; database and connection errors become a Failure."""
         if self._closed:
             return closed_failure()
-        statement, parameters = compile_request(request)
+        statement, parameters = STATEMENTS.statement(request)
         deadline = monotonic() + self._timeout
         try:
             connection = self._pool.getconn(deadline)
@@ -106,14 +139,43 @@ class PostgresTransport:
         except psycopg.Error as error:
             return connect_failure(error, self._secrets)
         try:
-            cursor = connection.execute(bounded(statement, deadline), parameters)
-            cursor.nextset()  # past the SET's empty result, to the statement's rows
-            rows = cursor.fetchmany(2)
+            if self._prepare:
+                rows = self._prepared(connection, statement, parameters, deadline)
+            else:
+                cursor = connection.execute(
+                    statement.bounded_text, bounded_parameters(parameters, deadline)
+                )
+                cursor.nextset()  # past the SET's empty result, to the statement's rows
+                rows = cursor.fetchmany(2)
         except psycopg.Error as error:
             return database_failure(error, self._secrets)
         finally:
             self._pool.putconn(connection)
         return single_answer(request, [row[0] for row in rows])
+
+    def _prepared(
+        self,
+        connection: psycopg.Connection[Any],
+        statement: Statement,
+        parameters: list[Parameter],
+        deadline: float,
+    ) -> list[Any]:
+        """The statement's first rows, run as a prepared statement in one round trip."""
+        milliseconds = milliseconds_left(deadline)
+        session = self._sessions.of(connection)
+        if session.timeout == milliseconds and statement.text in session.statements:
+            cursor = connection.execute(statement.text, parameters, prepare=True)
+            return cursor.fetchmany(2)
+        set_timeout = session.timeout != milliseconds
+        if set_timeout:
+            session.timeout = None  # unknown until the pipeline's transaction commits
+        with connection.pipeline():
+            if set_timeout:
+                connection.execute(SET_SESSION_TIMEOUT, [str(milliseconds)], prepare=True)
+            cursor = connection.execute(statement.text, parameters, prepare=True)
+        session.timeout = milliseconds
+        session.statements.add(statement.text)
+        return cursor.fetchmany(2)
 
     def close(self) -> None:
         """Close the pool; later calls fail with a non-retryable error saying so."""

@@ -1,0 +1,131 @@
+"""add_turn from N tasks on AsyncSessionManager against N threads on SessionManager.
+
+Both managers come from `from_postgres` with a pool of N connections (N = the parameters'
+threads), without and then with prepared statements. Each worker, thread or task, adds
+turns to a session of its own, so no worker waits on another's row lock: the table shows
+what each client side sustains against the same server. Run it alone with
+`python -m benchmarks.tasks_vs_threads`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+import sys
+from typing import cast
+
+from agent_engine import AsyncSessionManager, SessionManager
+from benchmarks.client_cost import Manager
+from benchmarks.context import Bench
+from benchmarks.report import Report, Row
+from benchmarks.timing import (
+    AsyncCall,
+    Call,
+    Throughput,
+    measure_async_throughput,
+    measure_throughput,
+)
+
+
+def run(bench: Bench, report: Report) -> None:
+    """Measure both managers, without and with prepared statements; print one table."""
+    parameters = bench.parameters
+    workers = parameters.threads
+    report.table(
+        "tasks_vs_threads",
+        f"add_turn: AsyncSessionManager with {workers} tasks vs SessionManager with {workers} "
+        f"threads (pool of {workers} each)",
+        [_row(bench, prepare) for prepare in (False, True)],
+        notes=(
+            f"ops/s: add_turn calls completed per second by all workers, each on its own "
+            f"session: the median of {parameters.throughput_rounds} rounds that alternate "
+            f"threads and tasks, {parameters.operations_per_thread} timed calls per worker "
+            f"each, after {parameters.warmup} untimed (which open the pool's connections); "
+            "ratio: tasks / threads. cpu: the client process's CPU time (every thread's) per "
+            "call, in µs, in the same rounds. The server shares the machine's cores with the "
+            "client.",
+        ),
+    )
+
+
+def _row(bench: Bench, prepare: bool) -> Row:
+    dsn, parameters = bench.database.dsn, bench.parameters
+    workers = parameters.threads
+    threads: list[Throughput] = []
+    tasks: list[Throughput] = []
+    with (
+        SessionManager.from_postgres(dsn, pool_size=workers, prepare=prepare) as manager,
+        asyncio.Runner() as runner,
+    ):
+        async_manager = AsyncSessionManager.from_postgres(dsn, pool_size=workers, prepare=prepare)
+        try:
+            thread_calls = [_adder(bench, manager) for _ in range(workers)]
+            task_calls = [cast(AsyncCall, _adder(bench, async_manager)) for _ in range(workers)]
+            for round_number in range(parameters.throughput_rounds):
+                warmup = parameters.warmup if round_number == 0 else 0
+                threads.append(
+                    measure_throughput(
+                        thread_calls,
+                        operations_per_thread=parameters.operations_per_thread,
+                        warmup_per_thread=warmup,
+                    )
+                )
+                tasks.append(
+                    measure_async_throughput(
+                        runner,
+                        task_calls,
+                        operations_per_task=parameters.operations_per_thread,
+                        warmup_per_task=warmup,
+                    )
+                )
+        finally:
+            runner.run(async_manager.aclose())
+    return {
+        "statements": "prepared" if prepare else "unprepared",
+        **_columns("threads", threads),
+        **_columns("tasks", tasks),
+        "ratio": _median_rate(tasks) / _median_rate(threads),
+    }
+
+
+def _adder(bench: Bench, manager: Manager) -> Call:
+    """A worker's call: add_turn on its own new session, a new idempotency key each time."""
+    session_id = bench.new_session().id
+    numbers = itertools.count()
+
+    def call() -> object:
+        return manager.add_turn(
+            session_id,
+            workspace_id=bench.workspace_id,
+            role="user",
+            content="Do you have these in size 42?",
+            tokens_used=12,
+            idempotency_key=f"message-{next(numbers)}",
+        )
+
+    return call
+
+
+def _columns(workers: str, rounds: list[Throughput]) -> Row:
+    return {
+        f"{workers}_ops_per_s": _median_rate(rounds),
+        f"{workers}_cpu_us_per_op": statistics.median(
+            throughput.cpu_us_per_operation for throughput in rounds
+        ),
+    }
+
+
+def _median_rate(rounds: list[Throughput]) -> float:
+    return statistics.median(throughput.per_second for throughput in rounds)
+
+
+def main() -> int:
+    """Run this section alone on a fresh database: prints its table, writes no file."""
+    from benchmarks import run as bench_run  # run imports this module: import it late
+
+    return bench_run.main((run,), write_results=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,481 @@
+"""from_postgres(prepare=True): server-side prepared statements on connections of our own.
+
+Both managers, sync and async: the answers and errors are the ones the default mode gives,
+every operation is still one round trip (counted on the wire by libpq's protocol trace),
+its statement really is prepared once per connection and then only executed, and the
+timeout still bounds every call, a lock wait included, even for a call that waited for its
+connection and so has less time left than the connection's session timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar, Self
+
+import psycopg
+import pytest
+from psycopg import pq
+from psycopg.rows import DictRow
+
+from agent_engine import (
+    AgentRegistry,
+    ConfigError,
+    SessionAlreadyActiveError,
+    SessionError,
+    SessionManager,
+    SessionNotFoundError,
+    VersionConflictError,
+)
+from agent_engine._async import postgres_transport as async_postgres_transport
+from agent_engine._postgres_sql import SET_SESSION_TIMEOUT
+from agent_engine._sync import postgres_transport as sync_postgres_transport
+from tests.db.behaviour.conftest import (
+    AGENT_ID,
+    WAIT_SECONDS,
+    sample_registry,
+    wait_for_lock_waiters,
+)
+from tests.db.conftest import Database
+from tests.managers import Managers
+
+TIMEOUT_MARGIN_SECONDS = 0.5
+"""How much longer than the time it has left a bounded call may take."""
+LOCK_SESSION = "select 1 from public.agent_sessions where id = %s for update"
+TRACE_FLAGS = pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE
+TRACE_LINE = re.compile(r"^(?P<direction>[FB])\t\d+\t(?P<message>\w+)(?:\t (?P<rest>.*))?$")
+
+
+class Wire:
+    """libpq's trace of the protocol messages of every connection the traced classes open.
+
+    Each connection writes to a file of its own; `messages()` flushes them (untrace, then
+    trace again) and reads what they hold so far.
+    """
+
+    watching: ClassVar[Wire | None] = None
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self.connections: list[psycopg.BaseConnection[Any]] = []
+        self._descriptors: list[int] = []
+
+    def watch(self, connection: psycopg.BaseConnection[Any]) -> None:
+        path = self._directory / f"connection-{len(self.connections)}.trace"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self.connections.append(connection)
+        self._descriptors.append(descriptor)
+        self._trace(connection, descriptor)
+
+    def messages(self) -> list[tuple[str, str, str]]:
+        """(F or B, message type, the rest) of every message sent so far, in order per
+        connection."""
+        for connection, descriptor in zip(self.connections, self._descriptors, strict=True):
+            if not connection.closed:
+                connection.pgconn.untrace()  # flushes libpq's buffer
+                self._trace(connection, descriptor)
+        found = []
+        for path in sorted(self._directory.glob("*.trace")):
+            for line in path.read_text().splitlines():
+                match = TRACE_LINE.match(line)
+                if match:
+                    found.append((match["direction"], match["message"], match["rest"] or ""))
+        return found
+
+    def round_trips(self) -> int:
+        """Exchanges that ended: each simple query or Sync gets one ReadyForQuery."""
+        return sum(1 for direction, message, _ in self.messages() if message == "ReadyForQuery")
+
+    def stop(self) -> None:
+        """Stop tracing and close the files (before the connections close)."""
+        for connection in self.connections:
+            if not connection.closed:
+                connection.pgconn.untrace()
+        for descriptor in self._descriptors:
+            os.close(descriptor)
+        self._descriptors = []
+        self.connections = []
+
+    @staticmethod
+    def _trace(connection: psycopg.BaseConnection[Any], descriptor: int) -> None:
+        connection.pgconn.trace(descriptor)
+        connection.pgconn.set_trace_flags(TRACE_FLAGS)
+
+
+class TracedConnection(psycopg.Connection[Any]):
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        connection = super().connect(conninfo, **kwargs)
+        if Wire.watching is not None:
+            Wire.watching.watch(connection)
+        return connection
+
+
+class TracedAsyncConnection(psycopg.AsyncConnection[Any]):
+    @classmethod
+    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
+        connection = await super().connect(conninfo, **kwargs)
+        if Wire.watching is not None:
+            Wire.watching.watch(connection)
+        return connection
+
+
+@pytest.fixture
+def wire(tmp_path: Path) -> Iterator[Wire]:
+    Wire.watching = wire = Wire(tmp_path)
+    try:
+        yield wire
+    finally:
+        Wire.watching = None
+
+
+@pytest.fixture
+def registry() -> AgentRegistry:
+    return sample_registry()
+
+
+def traced_manager(
+    managers: Managers, database: Database, registry: AgentRegistry
+) -> SessionManager:
+    """A prepared-mode manager with one connection, traced, never pinged (idle window 60 s)."""
+    transport = managers.postgres_transport(
+        database.dsn,
+        pool_size=1,
+        check_idle_after=60,
+        prepare=True,
+        connection_class=TracedAsyncConnection if managers.is_async else TracedConnection,
+    )
+    return managers.over(transport, registry=registry)
+
+
+def prepared_statements(
+    managers: Managers, connection: psycopg.BaseConnection[Any]
+) -> dict[str, int]:
+    """The statements prepared on `connection` (pg_prepared_statements is per session) and
+    how many times each was executed, asked on that connection itself."""
+    query = (
+        "select statement, generic_plans + custom_plans as executions"
+        " from pg_catalog.pg_prepared_statements"
+    )
+    if isinstance(connection, psycopg.AsyncConnection):
+
+        async def ask() -> list[Any]:
+            cursor = await connection.execute(query)
+            return await cursor.fetchall()
+
+        rows: list[Any] = managers.run(ask)
+    else:
+        assert isinstance(connection, psycopg.Connection)
+        rows = connection.execute(query).fetchall()
+    return {statement: executions for statement, executions in rows}
+
+
+def test_prepared_and_unprepared_managers_give_the_same_answers_and_errors(
+    managers: Managers, database: Database, registry: AgentRegistry, workspace_id: uuid.UUID
+) -> None:
+    conversation_id = uuid.uuid4()
+    with (
+        managers.from_postgres(database.dsn, registry=registry, prepare=True) as prepared,
+        managers.from_postgres(database.dsn, registry=registry) as plain,
+    ):
+        created = prepared.create_session(
+            workspace_id=workspace_id,
+            agent_id=AGENT_ID,
+            conversation_id=conversation_id,
+            contact_id=uuid.uuid4(),
+            initial_state={"captured_data": {"size": 42}, "templates_sent": ["welcome"]},
+        )
+        session_id = created.id
+        for manager in (prepared, plain):
+            assert manager.get_session(session_id, workspace_id=workspace_id) == created
+            assert (
+                manager.get_session_by_conversation(
+                    conversation_id, AGENT_ID, workspace_id=workspace_id
+                )
+                == created
+            )
+
+        turn = prepared.add_turn(
+            session_id,
+            workspace_id=workspace_id,
+            role="user",
+            content="it's 100% 'quoted' \\ and $1",
+            intent_detected="pricing",
+            confidence=0.75,
+            tools_called=[{"name": "lookup", "input": {"sku": 42}, "result": ["ok", None]}],
+            tokens_used=12,
+            idempotency_key="message-1",
+        )
+        again = prepared.add_turn(
+            session_id,
+            workspace_id=workspace_id,
+            role="user",
+            content="it's 100% 'quoted' \\ and $1",
+            intent_detected="pricing",
+            confidence=0.75,
+            tools_called=[{"name": "lookup", "input": {"sku": 42}, "result": ["ok", None]}],
+            tokens_used=12,
+            idempotency_key="message-1",
+        )
+        assert again == turn
+        for manager in (prepared, plain):
+            assert manager.get_turns(session_id, workspace_id=workspace_id, limit=5) == [turn]
+            assert manager.get_turn_count(session_id, workspace_id=workspace_id) == 1
+            assert manager.get_total_tokens_used(session_id, workspace_id=workspace_id) == 12
+
+        updated = prepared.update_session_with_version(
+            session_id, created.version, workspace_id=workspace_id, current_mode="qualifying"
+        )
+        assert (updated.version, updated.current_mode) == (created.version + 1, "qualifying")
+        state = prepared.update_captured_data(
+            session_id, {"colour": "blue"}, workspace_id=workspace_id
+        )
+        state = prepared.add_intent_seen(session_id, "pricing", workspace_id=workspace_id)
+        assert state.captured_data == {"size": 42, "colour": "blue"}
+        for manager in (prepared, plain):
+            assert manager.get_state(session_id, workspace_id=workspace_id) == state
+            assert manager.get_session(session_id, workspace_id=workspace_id).version == 2
+
+        with pytest.raises(VersionConflictError) as conflict:
+            prepared.update_session_with_version(
+                session_id, created.version, workspace_id=workspace_id, current_mode="closing"
+            )
+        assert (conflict.value.expected_version, conflict.value.actual_version) == (1, 2)
+        with pytest.raises(SessionAlreadyActiveError) as active:
+            prepared.create_session(
+                workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=conversation_id
+            )
+        assert active.value.code == "23505"
+        with pytest.raises(SessionNotFoundError):
+            prepared.get_session(uuid.uuid4(), workspace_id=workspace_id)
+
+
+def test_every_operation_is_one_round_trip_and_its_statement_is_prepared_once(
+    managers: Managers,
+    database: Database,
+    registry: AgentRegistry,
+    workspace_id: uuid.UUID,
+    wire: Wire,
+) -> None:
+    with traced_manager(managers, database, registry) as manager:
+        trips: list[int] = []
+
+        def counted(call: Any, *args: Any, **kwargs: Any) -> Any:
+            before = wire.round_trips()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                trips.append(wire.round_trips() - before)
+
+        # The first call opens the connection: it sets the session's timeout, prepares and
+        # executes its statement, in one pipeline.
+        session = counted(
+            manager.create_session,
+            workspace_id=workspace_id,
+            agent_id=AGENT_ID,
+            conversation_id=uuid.uuid4(),
+        )
+        for number in range(3):
+            counted(
+                manager.add_turn,
+                session.id,
+                workspace_id=workspace_id,
+                role="user",
+                content=f"message {number}",
+            )
+            counted(manager.get_session, session.id, workspace_id=workspace_id)
+        with pytest.raises(SessionNotFoundError):
+            counted(manager.get_session, uuid.uuid4(), workspace_id=workspace_id)
+
+        assert trips == [1] * 8
+        parsed = [rest for _, message, rest in wire.messages() if message == "Parse"]
+        # Named statements only (psycopg's _pg3_n), each parsed once: create_session,
+        # add_turn, get_session and the session timeout.
+        assert len(parsed) == 4
+        assert all(rest.startswith('"_pg3_') for rest in parsed)
+
+        [connection] = wire.connections
+        executions = prepared_statements(managers, connection)
+        by_function = {
+            name: count
+            for statement, count in executions.items()
+            for name in ("agent_engine_add_turn", "agent_engine_create_session", "set_config")
+            if name in statement
+        }
+        assert (
+            by_function["agent_engine_create_session"],
+            by_function["agent_engine_add_turn"],
+        ) == (
+            1,
+            3,
+        )
+        # Set by the first call (less time left: it opened the connection), by the next (the
+        # whole timeout again), then only when a call's time left differs: not every call.
+        assert 1 <= by_function["set_config"] < len(trips)
+        assert SET_SESSION_TIMEOUT.decode().replace("%s", "$1") in executions
+        wire.stop()
+
+
+def test_the_default_mode_sends_one_simple_query_and_prepares_nothing(
+    managers: Managers, database: Database, registry: AgentRegistry, wire: Wire
+) -> None:
+    transport = managers.postgres_transport(
+        database.dsn,
+        pool_size=1,
+        check_idle_after=60,
+        connection_class=TracedAsyncConnection if managers.is_async else TracedConnection,
+    )
+    with managers.over(transport, registry=registry) as manager:
+        manager.create_session(
+            workspace_id=uuid.uuid4(), agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+        )
+        messages = wire.messages()
+        [connection] = wire.connections
+        assert prepared_statements(managers, connection) == {}
+        wire.stop()
+    # One simple-protocol message, the timeout and the statement: Supavisor's transaction
+    # mode needs nothing more.
+    assert [message for direction, message, _ in messages if direction == "F"] == ["Query"]
+    assert [message for _, message, _ in messages].count("ReadyForQuery") == 1
+
+
+def postgres_transport_module(managers: Managers) -> ModuleType:
+    """The module of the direct transport of this flavour."""
+    return async_postgres_transport if managers.is_async else sync_postgres_transport
+
+
+def hold_at_most(locker: psycopg.Connection[DictRow]) -> None:
+    """End the locker's transaction after WAIT_SECONDS idle in it, should a call not be
+    bounded, so the test fails instead of hanging."""
+    locker.execute(f"set idle_in_transaction_session_timeout = {int(WAIT_SECONDS * 1000)}")
+
+
+@pytest.mark.parametrize("timeout", [0.5, 1.5])
+def test_a_call_on_a_locked_row_still_fails_retryably_in_about_the_timeout(
+    managers: Managers, database: Database, registry: AgentRegistry, timeout: float
+) -> None:
+    workspace_id = uuid.uuid4()
+    with (
+        managers.from_postgres(
+            database.dsn, registry=registry, timeout=timeout, prepare=True
+        ) as manager,
+        database.connect_as_owner() as locker,
+    ):
+        session = manager.create_session(
+            workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+        )
+        hold_at_most(locker)
+        with locker.transaction():
+            locker.execute(LOCK_SESSION, (session.id,))
+            started = time.monotonic()
+            with pytest.raises(SessionError) as raised:
+                manager.add_turn(session.id, workspace_id=workspace_id, role="user", content="x")
+            elapsed = time.monotonic() - started
+
+        assert timeout <= elapsed < timeout + TIMEOUT_MARGIN_SECONDS
+        assert (raised.value.code, raised.value.retryable) == ("57014", True)
+        # The lock is gone: the same call now succeeds, and the timed-out one wrote nothing.
+        turn = manager.add_turn(session.id, workspace_id=workspace_id, role="user", content="x")
+        assert turn.turn_number == 1
+
+
+def test_a_timeout_rolled_back_with_a_failing_statement_is_set_again(
+    managers: Managers, database: Database, registry: AgentRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first call on a connection sets the session's timeout and prepares its statement
+    in one pipeline; when the statement fails, the setting is rolled back with it, so the
+    next call must set it again, not run unbounded. Every call is made to have exactly the
+    whole timeout left, so only that rollback can tell the setting is missing."""
+    timeout = 0.5
+    module = postgres_transport_module(managers)
+    monkeypatch.setattr(module, "milliseconds_left", lambda deadline: int(timeout * 1000))
+    workspace_id = uuid.uuid4()
+    with (
+        managers.from_postgres(database.dsn, registry=registry) as other,
+        managers.from_postgres(
+            database.dsn, registry=registry, pool_size=1, timeout=timeout, prepare=True
+        ) as manager,
+        database.connect_as_owner() as locker,
+    ):
+        # Made elsewhere: the failing call below is the first on the manager's connection.
+        session = other.create_session(
+            workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+        )
+        with pytest.raises(SessionNotFoundError) as missing:
+            manager.add_turn(uuid.uuid4(), workspace_id=workspace_id, role="user", content="x")
+        assert missing.value.code == "PT404"
+        hold_at_most(locker)
+        with locker.transaction():
+            locker.execute(LOCK_SESSION, (session.id,))
+            started = time.monotonic()
+            with pytest.raises(SessionError) as raised:
+                manager.add_turn(session.id, workspace_id=workspace_id, role="user", content="x")
+            elapsed = time.monotonic() - started
+        assert raised.value.code == "57014"
+        assert timeout <= elapsed < timeout + TIMEOUT_MARGIN_SECONDS
+
+
+def test_a_call_that_waited_for_its_connection_is_bounded_by_the_time_it_has_left(
+    managers: Managers, database: Database, registry: AgentRegistry
+) -> None:
+    """The connection's session timeout is the whole timeout; a call that waited for the
+    connection has less left, and must end at its own deadline, not a timeout later."""
+    timeout = 2.0
+    workspace_id = uuid.uuid4()
+    with (
+        managers.from_postgres(
+            database.dsn, registry=registry, pool_size=1, timeout=timeout, prepare=True
+        ) as manager,
+        database.connect_as_owner() as first_locker,
+        database.connect_as_owner() as second_locker,
+        database.connect_as_owner() as observer,
+        ThreadPoolExecutor(max_workers=2) as executor,
+    ):
+        first, second = (
+            manager.create_session(
+                workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+            )
+            for _ in range(2)
+        )
+        for locker, session in ((first_locker, first), (second_locker, second)):
+            hold_at_most(locker)
+            locker.execute("begin")
+            locker.execute(LOCK_SESSION, (session.id,))
+        started = time.monotonic()
+        holding = executor.submit(
+            manager.add_turn, first.id, workspace_id=workspace_id, role="user", content="x"
+        )
+        wait_for_lock_waiters(observer, 1, running="agent_engine_add_turn")
+        waiting_started = time.monotonic()
+        waiting = executor.submit(
+            manager.add_turn, second.id, workspace_id=workspace_id, role="user", content="y"
+        )
+        released = threading.Timer(timeout / 2, first_locker.execute, ("commit",))
+        released.start()
+        try:
+            error = waiting.exception(timeout=WAIT_SECONDS)
+            waited = time.monotonic() - waiting_started
+        finally:
+            released.join()
+            second_locker.execute("rollback")
+
+        assert holding.result(timeout=WAIT_SECONDS).turn_number == 1
+        assert time.monotonic() - started < WAIT_SECONDS
+        assert isinstance(error, SessionError)
+        assert (error.code, error.retryable) == ("57014", True)
+        # Measured from just before the call started: its own clock starts a little later.
+        assert timeout - 0.05 <= waited < timeout + TIMEOUT_MARGIN_SECONDS
+
+
+@pytest.mark.parametrize("prepare", ["yes", 1, None])
+def test_prepare_must_be_a_bool(managers: Managers, database: Database, prepare: object) -> None:
+    with pytest.raises(ConfigError) as raised:
+        managers.from_postgres(database.dsn, prepare=prepare)
+    assert raised.value.variable == "prepare"

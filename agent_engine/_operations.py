@@ -59,6 +59,7 @@ from agent_engine._transport import (
     Equals,
     Failure,
     GreaterThan,
+    JSONText,
     OneOf,
     Request,
     Select,
@@ -99,12 +100,17 @@ class SecondLook:
 
 @dataclass(frozen=True, slots=True)
 class Operation(Generic[T]):
-    """One round trip (two only on a guarded update's no-match path) and its meaning."""
+    """One round trip (two only on a guarded update's no-match path) and its meaning.
+
+    `parse` reads the decoded answer; `parse_text`, when given, reads an answer a transport
+    left in JSON text (JSONText) directly, and must mean the same as `parse`.
+    """
 
     request: Request
     parse: Callable[[JSON], T]
     scope: ErrorScope
     second_look: SecondLook | None = None
+    parse_text: Callable[[bytes], T] | None = None
 
     def second_look_request(self, outcome: JSON | Failure) -> Select | None:
         """The follow-up read to send, if the first answer needs explaining."""
@@ -124,12 +130,16 @@ class Operation(Generic[T]):
                     raise translate(look, self.scope) from look.cause
                 raise self._read(self.second_look.explain, look) from outcome.cause
             raise translate(outcome, self.scope) from outcome.cause
+        if isinstance(outcome, JSONText) and self.parse_text is not None:
+            return self._read(self.parse_text, outcome.text)
         return self._read(self.parse, outcome)
 
-    def _read(self, read: Callable[[JSON], R], answer: JSON) -> R:
+    def _read(self, read: Callable[[Any], R], answer: Any) -> R:
         # An answer of another shape than the operation's (a proxy's, a newer schema's) is a
         # typed error, never a raw KeyError or pydantic's ValidationError (a ValueError).
         try:
+            if isinstance(answer, JSONText):
+                answer = answer.decoded()
             return read(answer)
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise SessionError(
@@ -190,6 +200,7 @@ def _new_session_operation(function: str, new: NewSession) -> Operation[AgentSes
             },
         ),
         parse=_session_with_state,
+        parse_text=AgentSessionWithState.model_validate_json,
         scope=ErrorScope(function, new.workspace_id, by_code={"23505": already_active}),
     )
 
@@ -243,6 +254,7 @@ def get_session(session_id: Id, workspace_id: Id) -> Operation[AgentSessionWithS
     return Operation(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), embeds=(_STATE_EMBED,)),
         parse=_session_with_state,
+        parse_text=AgentSessionWithState.model_validate_json,
         scope=ErrorScope("get_session", scope.workspace_id, scope.session_id),
     )
 
@@ -319,6 +331,7 @@ def update_session_with_version(
             tuple(conditions),
         ),
         parse=AgentSession.model_validate,
+        parse_text=AgentSession.model_validate_json,
         scope=ErrorScope(
             "update_session_with_version",
             scope.workspace_id,
@@ -418,6 +431,7 @@ def get_state(session_id: Id, workspace_id: Id) -> Operation[SessionState]:
     return Operation(
         request=Select(schema.STATE_TABLE, _of_session(scope, "session_id")),
         parse=SessionState.model_validate,
+        parse_text=SessionState.model_validate_json,
         scope=ErrorScope("get_state", scope.workspace_id, scope.session_id),
     )
 
@@ -433,6 +447,7 @@ def update_state(
     return Operation(
         request=Update(schema.STATE_TABLE, changes.as_row(), _of_session(scope, "session_id")),
         parse=SessionState.model_validate,
+        parse_text=SessionState.model_validate_json,
         scope=ErrorScope("update_state", scope.workspace_id, scope.session_id),
     )
 
@@ -443,6 +458,7 @@ def _state_function(
     return Operation(
         request=Call(function, {**_session_arguments(scope), **arguments}),
         parse=SessionState.model_validate,
+        parse_text=SessionState.model_validate_json,
         scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
     )
 
@@ -531,6 +547,7 @@ def add_turn(session_id: Id, workspace_id: Id, fields: Mapping[str, Any]) -> Ope
             },
         ),
         parse=AgentTurn.model_validate,
+        parse_text=AgentTurn.model_validate_json,
         scope=ErrorScope(
             "add_turn",
             scope.workspace_id,

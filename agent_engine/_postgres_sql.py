@@ -19,7 +19,8 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg.pq.abc import Escaping, PGconn, PGresult
 
 from agent_engine import _schema as schema
 from agent_engine._transport import (
@@ -32,6 +33,7 @@ from agent_engine._transport import (
     Equals,
     Failure,
     GreaterThan,
+    JSONText,
     OneOf,
     Request,
     Select,
@@ -229,6 +231,55 @@ class Statement:
     bounded_text: bytes
     """`set local statement_timeout = %s; ` and the statement: one simple-protocol message
     whose first parameter is the time left (`bounded_parameters`)."""
+    bounded_pieces: tuple[bytes, ...] = ()
+    """`bounded_text` split at its placeholders, for `bounded_query`."""
+
+    def bounded_query(
+        self, parameters: Sequence[Parameter], deadline: float, pgconn: PGconn
+    ) -> bytes:
+        """`bounded_text` with the time left and `parameters` quoted in: the whole message.
+
+        What psycopg's ClientCursor would send, built without it: each value is quoted by
+        libpq (PQescapeLiteral, for the connection's encoding) as a literal of unknown type,
+        which Postgres casts to the argument's or column's type, as it does a bound
+        parameter; a OneOf's values become an array literal; None is NULL.
+        """
+        pieces = self.bounded_pieces
+        if len(pieces) != len(parameters) + 2:
+            raise ValueError("the statement and its parameters do not match")
+        escaping = pq.Escaping(pgconn)
+        parts = [pieces[0], str(milliseconds_left(deadline)).encode()]
+        for piece, value in zip(pieces[1:], parameters, strict=False):
+            parts.append(piece)
+            parts.append(_literal(value, escaping))
+        parts.append(pieces[-1])
+        return b"".join(parts)
+
+
+def _literal(value: Parameter, escaping: Escaping) -> bytes:
+    if value is None:
+        return b"NULL"
+    if isinstance(value, str):
+        return escaping.escape_literal(value.encode())
+    return b"ARRAY[" + b",".join([escaping.escape_literal(item.encode()) for item in value]) + b"]"
+
+
+def first_values(
+    results: Sequence[PGresult], connection: psycopg.BaseConnection[Any]
+) -> list[JSONText | None]:
+    """The first column of at most two rows of the last result, as JSON text.
+
+    Raises the psycopg error of a failed statement, as a cursor would (the SET's result, then
+    the statement's: an error ends the message, so it is the last result).
+    """
+    last = results[-1]
+    if last.status == pq.ExecStatus.FATAL_ERROR:
+        raise psycopg.errors.error_from_result(last, encoding=connection.info.encoding)
+    values: list[JSONText | None] = []
+    for row in range(min(last.ntuples, 2)):
+        value = last.get_value(row, 0)
+        values.append(None if value is None else JSONText(value))
+    return values
 
 
 class StatementCache:
@@ -254,7 +305,8 @@ class StatementCache:
         statement = self._statements.get(shape)
         if statement is None:
             text = compile_request(request)[0].as_bytes(None)
-            statement = Statement(text, b"set local statement_timeout = %s; " + text)
+            bounded = b"set local statement_timeout = %s; " + text
+            statement = Statement(text, bounded, tuple(bounded.split(b"%s")))
             if len(self._statements) >= self._max_shapes:
                 self._statements.clear()
             self._statements[shape] = statement

@@ -11,6 +11,7 @@ they are shared by every transport, sync or async.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, cast
@@ -18,7 +19,24 @@ from typing import Any, Protocol, TypeAlias, cast
 from supabase import AsyncClient, Client
 
 JSON: TypeAlias = Any
-"""A decoded JSON value: the edge where rows arrive before models parse them."""
+"""A decoded JSON value (or a JSONText): the edge where rows arrive before models parse them."""
+
+
+@dataclass(frozen=True, slots=True)
+class JSONText:
+    """An answer still in JSON text, as the database wrote it.
+
+    A transport may hand it over undecoded: an operation whose model reads JSON text parses
+    it in one pass (pydantic's validate_json), where decoding to Python objects first and
+    validating them after would walk the answer twice. Anything else decodes it.
+    """
+
+    text: bytes
+
+    def decoded(self) -> JSON:
+        """The JSON value (ValueError if the text is not JSON)."""
+        return json.loads(self.text)
+
 
 NO_ROWS_CODE = "PGRST116"
 """PostgREST's code for "exactly one row was expected, none (or several) matched". The

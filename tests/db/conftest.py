@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 
 from agent_engine.testing import supabase_roles_sql
 from tests.conftest import database_required
+from tests.db.wire import Wire
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = REPOSITORY_ROOT / "supabase" / "migrations"
@@ -407,3 +408,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(here):
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture
+def wire(tmp_path: Path) -> Iterator[Wire]:
+    """Traces the protocol of every connection a Traced(Async)Connection class opens."""
+    Wire.watching = tracer = Wire(tmp_path)
+    try:
+        yield tracer
+    finally:
+        tracer.stop()
+        Wire.watching = None

@@ -324,6 +324,10 @@ def test_a_call_on_a_closed_manager_says_so_and_is_not_retryable(
 
     assert raised.value.retryable is False
     assert "closed" in str(raised.value)
+    # A closed connection's backend exits a moment after the client said goodbye.
+    deadline = time.monotonic() + WAIT_SECONDS
+    while backends_of(database, application_name) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert backends_of(database, application_name) == []
 
 

@@ -9,20 +9,15 @@ connection and so has less time left than the connection's session timeout.
 
 from __future__ import annotations
 
-import os
-import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar, Self
+from typing import Any
 
 import psycopg
 import pytest
-from psycopg import pq
 from psycopg.rows import DictRow
 
 from agent_engine import (
@@ -44,96 +39,12 @@ from tests.db.behaviour.conftest import (
     wait_for_lock_waiters,
 )
 from tests.db.conftest import Database
+from tests.db.wire import TracedAsyncConnection, TracedConnection, Wire
 from tests.managers import Managers
 
 TIMEOUT_MARGIN_SECONDS = 0.5
 """How much longer than the time it has left a bounded call may take."""
 LOCK_SESSION = "select 1 from public.agent_sessions where id = %s for update"
-TRACE_FLAGS = pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE
-TRACE_LINE = re.compile(r"^(?P<direction>[FB])\t\d+\t(?P<message>\w+)(?:\t (?P<rest>.*))?$")
-
-
-class Wire:
-    """libpq's trace of the protocol messages of every connection the traced classes open.
-
-    Each connection writes to a file of its own; `messages()` flushes them (untrace, then
-    trace again) and reads what they hold so far.
-    """
-
-    watching: ClassVar[Wire | None] = None
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self.connections: list[psycopg.BaseConnection[Any]] = []
-        self._descriptors: list[int] = []
-
-    def watch(self, connection: psycopg.BaseConnection[Any]) -> None:
-        path = self._directory / f"connection-{len(self.connections)}.trace"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        self.connections.append(connection)
-        self._descriptors.append(descriptor)
-        self._trace(connection, descriptor)
-
-    def messages(self) -> list[tuple[str, str, str]]:
-        """(F or B, message type, the rest) of every message sent so far, in order per
-        connection."""
-        for connection, descriptor in zip(self.connections, self._descriptors, strict=True):
-            if not connection.closed:
-                connection.pgconn.untrace()  # flushes libpq's buffer
-                self._trace(connection, descriptor)
-        found = []
-        for path in sorted(self._directory.glob("*.trace")):
-            for line in path.read_text().splitlines():
-                match = TRACE_LINE.match(line)
-                if match:
-                    found.append((match["direction"], match["message"], match["rest"] or ""))
-        return found
-
-    def round_trips(self) -> int:
-        """Exchanges that ended: each simple query or Sync gets one ReadyForQuery."""
-        return sum(1 for direction, message, _ in self.messages() if message == "ReadyForQuery")
-
-    def stop(self) -> None:
-        """Stop tracing and close the files (before the connections close)."""
-        for connection in self.connections:
-            if not connection.closed:
-                connection.pgconn.untrace()
-        for descriptor in self._descriptors:
-            os.close(descriptor)
-        self._descriptors = []
-        self.connections = []
-
-    @staticmethod
-    def _trace(connection: psycopg.BaseConnection[Any], descriptor: int) -> None:
-        connection.pgconn.trace(descriptor)
-        connection.pgconn.set_trace_flags(TRACE_FLAGS)
-
-
-class TracedConnection(psycopg.Connection[Any]):
-    @classmethod
-    def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-        connection = super().connect(conninfo, **kwargs)
-        if Wire.watching is not None:
-            Wire.watching.watch(connection)
-        return connection
-
-
-class TracedAsyncConnection(psycopg.AsyncConnection[Any]):
-    @classmethod
-    async def connect(cls, conninfo: str = "", **kwargs: Any) -> Self:
-        connection = await super().connect(conninfo, **kwargs)
-        if Wire.watching is not None:
-            Wire.watching.watch(connection)
-        return connection
-
-
-@pytest.fixture
-def wire(tmp_path: Path) -> Iterator[Wire]:
-    Wire.watching = wire = Wire(tmp_path)
-    try:
-        yield wire
-    finally:
-        Wire.watching = None
 
 
 @pytest.fixture

@@ -80,6 +80,36 @@ class AEvent:
         return True
 
 
+class LoopOwner:
+    """The sync twin of ALoopOwner: any thread may call, so every caller is at home."""
+
+    __slots__ = ()
+
+    def is_foreign(self) -> bool:
+        return False
+
+
+class ALoopOwner:
+    """Remembers the event loop that first used an async manager, and tells a call from
+    another loop, whose connections (sockets, locks, futures) would not work there."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def is_foreign(self) -> bool:
+        loop = asyncio.get_running_loop()
+        if loop is self._loop:
+            return False
+        if self._loop is None or self._loop.is_closed():
+            # The first use, or the first loop is gone (asyncio.run() again, a test's loop):
+            # the manager moves to this one.
+            self._loop = loop
+            return False
+        return True
+
+
 sleep = time.sleep
 asleep = asyncio.sleep
 

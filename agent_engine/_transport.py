@@ -163,6 +163,20 @@ def closed_failure(cause: BaseException | None = None) -> Failure:
     return Failure(code=None, message=CLOSED_MESSAGE, retryable=False, cause=cause)
 
 
+def foreign_loop_failure() -> Failure:
+    """The Failure of a call to an async manager from another event loop than its own.
+
+    Its connections (sockets watched by its loop, futures, locks) belong to the loop that
+    first used it while that loop runs; nothing is sent.
+    """
+    return Failure(
+        code=None,
+        message="this AsyncSessionManager belongs to another event loop (the first one that "
+        "used it, still running): build one manager per event loop",
+        retryable=False,
+    )
+
+
 class Transport(Protocol):
     """Runs one request in one round trip (one transaction) and returns JSON or a Failure."""
 

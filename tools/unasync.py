@@ -49,6 +49,7 @@ NAMES = {
     "AsyncChange": "Change",
     "AEvent": "Event",
     "ALock": "Lock",
+    "ALoopOwner": "LoopOwner",
     "asleep": "sleep",
     "aresolved": "resolved",
     "aclose": "close",

@@ -18,7 +18,7 @@ from uuid import UUID
 from supabase import AsyncClient
 
 from agent_engine import _operations as operations
-from agent_engine._acompat import aresolved, asleep
+from agent_engine._acompat import ALoopOwner, aresolved, asleep
 from agent_engine._async.postgrest_transport import AsyncPostgrestTransport
 from agent_engine._errors import VersionConflictError
 from agent_engine._lifecycle import conflict_backoff
@@ -33,7 +33,7 @@ from agent_engine._models import (
     TurnRole,
 )
 from agent_engine._registry import AgentRegistry
-from agent_engine._transport import AsyncTransport, as_async_transport
+from agent_engine._transport import AsyncTransport, as_async_transport, foreign_loop_failure
 from agent_engine.settings import (
     DEFAULT_POOL_SIZE,
     DEFAULT_TIMEOUT,
@@ -71,6 +71,7 @@ class AsyncSessionManager:
                 f"registry must be an AgentRegistry or None, got {type(registry).__name__}"
             )
         self._registry = registry
+        self._loop = ALoopOwner()
 
     @classmethod
     def from_env(
@@ -156,6 +157,8 @@ class AsyncSessionManager:
         await self.aclose()
 
     async def _run(self, operation: operations.Operation[T]) -> T:
+        if self._loop.is_foreign():
+            return operation.conclude(foreign_loop_failure())
         outcome = await self._transport.execute(operation.request)
         look_request = operation.second_look_request(outcome)
         look = None if look_request is None else await self._transport.execute(look_request)

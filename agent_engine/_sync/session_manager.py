@@ -20,7 +20,7 @@ from uuid import UUID
 from supabase import Client
 
 from agent_engine import _operations as operations
-from agent_engine._acompat import resolved, sleep
+from agent_engine._acompat import LoopOwner, resolved, sleep
 from agent_engine._errors import VersionConflictError
 from agent_engine._lifecycle import conflict_backoff
 from agent_engine._models import (
@@ -35,7 +35,7 @@ from agent_engine._models import (
 )
 from agent_engine._registry import AgentRegistry
 from agent_engine._sync.postgrest_transport import PostgrestTransport
-from agent_engine._transport import Transport, as_transport
+from agent_engine._transport import Transport, as_transport, foreign_loop_failure
 from agent_engine.settings import (
     DEFAULT_POOL_SIZE,
     DEFAULT_TIMEOUT,
@@ -68,6 +68,7 @@ class SessionManager:
                 f"registry must be an AgentRegistry or None, got {type(registry).__name__}"
             )
         self._registry = registry
+        self._loop = LoopOwner()
 
     @classmethod
     def from_env(
@@ -153,6 +154,8 @@ class SessionManager:
         self.close()
 
     def _run(self, operation: operations.Operation[T]) -> T:
+        if self._loop.is_foreign():
+            return operation.conclude(foreign_loop_failure())
         outcome = self._transport.execute(operation.request)
         look_request = operation.second_look_request(outcome)
         look = None if look_request is None else self._transport.execute(look_request)

@@ -8,12 +8,14 @@ from test threads); these tests are native asyncio code, as an app writes it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from anyio.from_thread import BlockingPortal
 
-from agent_engine import AgentTurn, AsyncSessionManager
+from agent_engine import AgentTurn, AsyncSessionManager, SessionError
 from tests.db.behaviour.conftest import CALLS_PER_WORKER, WAIT_SECONDS, WORKERS
 from tests.db.conftest import Database
 from tests.managers import LoopTicks
@@ -149,3 +151,38 @@ async def test_cancelling_a_task_queued_for_a_connection_leaves_the_queue(
         )
 
     assert count == 1
+
+
+async def test_a_manager_called_from_another_running_loop_refuses_without_sending(
+    database: Database, portal: BlockingPortal, workspace_id: uuid.UUID
+) -> None:
+    manager = AsyncSessionManager.from_postgres(database.dsn, pool_size=1)
+    session_id = portal.call(_new_session, manager, workspace_id)  # its loop, still running
+
+    with pytest.raises(SessionError) as raised:
+        await manager.get_turn_count(session_id, workspace_id=workspace_id)
+
+    assert raised.value.retryable is False
+    assert "another event loop" in str(raised.value)
+    assert raised.value.session_id == session_id
+    at_home = functools.partial(manager.get_turn_count, session_id, workspace_id=workspace_id)
+    assert portal.call(at_home) == 0
+    portal.call(manager.aclose)
+
+
+def test_a_manager_moves_to_a_new_loop_once_its_first_loop_is_closed(
+    database: Database, workspace_id: uuid.UUID
+) -> None:
+    manager = AsyncSessionManager.from_postgres(database.dsn, pool_size=1)
+
+    async def first() -> uuid.UUID:
+        return await _new_session(manager, workspace_id)
+
+    async def second(session_id: uuid.UUID) -> int:
+        async with manager:
+            await manager.add_turn(session_id, workspace_id=workspace_id, role="user", content="x")
+            return await manager.get_turn_count(session_id, workspace_id=workspace_id)
+
+    session_id = asyncio.run(first())  # as a script or a test with its own loop does
+
+    assert asyncio.run(second(session_id)) == 1

@@ -437,6 +437,8 @@ def _parameter(value: JSON) -> Parameter:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if not value:  # an empty list or object, as most new sessions and turns carry
+        return "[]" if isinstance(value, list | tuple) else "{}"
     return json.dumps(value)
 
 

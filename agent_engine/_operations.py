@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeAlias, TypeVar
 from uuid import UUID
 
-from pydantic import JsonValue
+from pydantic import BaseModel, Field, JsonValue
 
 from agent_engine import _schema as schema
 from agent_engine._agent_config import AgentConfig
@@ -581,9 +581,16 @@ def get_turns(
     )
     return Operation(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), columns=("id",), embeds=(embed,)),
-        parse=lambda row: [AgentTurn.model_validate(turn) for turn in row[schema.TURNS_TABLE]],
+        parse=lambda row: _TurnsOfSession.model_validate(row).turns,
+        parse_text=lambda text: _TurnsOfSession.model_validate_json(text).turns,
         scope=ErrorScope("get_turns", scope.workspace_id, scope.session_id),
     )
+
+
+class _TurnsOfSession(BaseModel):
+    """get_turns' answer: the session's id with its turns embedded (read in one pass)."""
+
+    turns: list[AgentTurn] = Field(validation_alias=schema.TURNS_TABLE)
 
 
 def get_total_tokens_used(session_id: Id, workspace_id: Id) -> Operation[int]:

@@ -113,6 +113,8 @@ def test_only_the_intended_indexes_exist(owner: psycopg.Connection[DictRow]) -> 
     assert [row["name"] for row in rows] == [
         "agent_sessions_one_active_idx",
         "agent_sessions_pkey",
+        "agent_sessions_status_activity_idx",
+        "agent_sessions_workspace_activity_idx",
         "agent_sessions_workspace_id_id_key",
         "agent_turns_idempotency_key_key",
         "agent_turns_pkey",
@@ -134,16 +136,22 @@ def test_functions_are_security_invoker_with_an_empty_search_path(
     owner: psycopg.Connection[DictRow],
 ) -> None:
     rows = owner.execute(
-        "select p.proname, p.prosecdef, p.proconfig from pg_catalog.pg_proc p"
+        "select p.proname, p.prokind, p.prosecdef, p.proconfig from pg_catalog.pg_proc p"
         " where p.pronamespace = 'public'::regnamespace and p.proname like 'agent\\_engine\\_%'"
     ).fetchall()
-    assert len(rows) == 8
-    for row in rows:
-        assert (row["proname"], row["prosecdef"], row["proconfig"]) == (
-            row["proname"],
-            False,
-            ['search_path=""'],
-        )
+    functions = [row for row in rows if row["prokind"] == "f"]
+    procedures = [row for row in rows if row["prokind"] == "p"]
+    assert (len(functions), len(procedures)) == (20, 1)
+    for row in functions:
+        assert row["prosecdef"] is False, row["proname"]
+        assert 'search_path=""' in row["proconfig"], row["proname"]
+    # A procedure with a SET clause cannot COMMIT: the purge procedure qualifies every name.
+    [purge] = procedures
+    assert (purge["proname"], purge["prosecdef"], purge["proconfig"]) == (
+        "agent_engine_purge_sessions",
+        False,
+        None,
+    )
 
 
 def test_every_table_index_constraint_function_trigger_and_policy_has_a_comment(

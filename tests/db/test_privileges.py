@@ -81,19 +81,6 @@ def test_client_roles_cannot_execute_the_functions(
     assert caught.value.diag.message_primary == f"permission denied for function {function}"
 
 
-def test_every_agent_engine_function_is_covered_by_the_privilege_tests(
-    regime_database: Database,
-) -> None:
-    with regime_database.connect_as_owner() as owner:
-        rows = owner.execute(
-            "select p.proname from pg_catalog.pg_proc p"
-            " where p.pronamespace = 'public'::regnamespace"
-            "   and p.proname like 'agent\\_engine\\_%'"
-            "   and p.prorettype <> 'trigger'::regtype"
-        ).fetchall()
-    assert sorted(row["proname"] for row in rows) == FUNCTIONS
-
-
 def test_service_role_can_select_insert_update_and_delete_every_table(
     regime_database: Database,
 ) -> None:

@@ -149,6 +149,8 @@ TemplateNames = Annotated[list[Identifier], AfterValidator(_unique)]
 """Template names, each once, in the order first given."""
 TokenCount = Annotated[int, Strict(), Field(ge=0, le=POSTGRES_INTEGER_MAX)]
 TurnNumber = Annotated[int, Strict(), Field(ge=1, le=MAX_EXPLICIT_TURN_NUMBER)]
+MAX_PAGE_SIZE = 1000
+"""The most rows one read returns: PostgREST's usual max-rows, past which it truncates."""
 ExpectedVersion = Annotated[int, Strict(), Field(ge=1, le=POSTGRES_INTEGER_MAX - 1)]
 """A version a guarded update may expect: it writes version + 1, which must fit the column."""
 Confidence = Annotated[float, Strict(), Field(ge=0, le=100, allow_inf_nan=False)]
@@ -261,6 +263,8 @@ class AgentTurn(_Record):
     tools_called: list[ToolCallRecord] = Field(default_factory=list)
     tokens_used: int
     idempotency_key: str | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    """App-defined JSON (the raw model message, channel ids...), returned exactly as stored."""
     created_at: datetime
 
 
@@ -363,6 +367,10 @@ class CapturedDataChange(_Input):
     data: JsonObject
 
 
+def _none_as_empty(value: object) -> object:
+    return {} if value is None else value
+
+
 class NewTurn(_Input):
     """The validated arguments of add_turn."""
 
@@ -374,6 +382,21 @@ class NewTurn(_Input):
     tools_called: tuple[Annotated[NewToolCall, BeforeValidator(_record_as_mapping)], ...] = ()
     tokens_used: TokenCount = 0
     idempotency_key: IdempotencyKey | None = None
+    metadata: Annotated[JsonObject, BeforeValidator(_none_as_empty)] = Field(default_factory=dict)
+
+
+class RecentTurns(_Input):
+    """Which turns get_recent_turns reads: the newest `limit`, before `before_turn` if given."""
+
+    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE_SIZE)]
+    before_turn: Annotated[int, Strict(), Field(ge=1, le=POSTGRES_INTEGER_MAX)] | None = None
+
+
+class ContactScope(_Input):
+    """A contact of a workspace (delete_contact_data)."""
+
+    contact_id: UUID
+    workspace_id: UUID
 
 
 class TurnPage(_Input):

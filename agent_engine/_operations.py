@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, Field, JsonValue, Strict, TypeAdapter
 
 from agent_engine import _schema as schema
 from agent_engine._agent_config import AgentConfig
@@ -35,11 +35,13 @@ from agent_engine._models import (
     AgentSessionWithState,
     AgentTurn,
     CapturedDataChange,
+    ContactScope,
     ConversationKey,
     NewIntent,
     NewSession,
     NewTemplate,
     NewTurn,
+    RecentTurns,
     Retries,
     SessionChanges,
     SessionScope,
@@ -544,6 +546,7 @@ def add_turn(session_id: Id, workspace_id: Id, fields: Mapping[str, Any]) -> Ope
                 "p_tools_called": [call.model_dump(mode="json") for call in turn.tools_called],
                 "p_tokens_used": turn.tokens_used,
                 "p_idempotency_key": turn.idempotency_key,
+                "p_metadata": turn.metadata,
             },
         ),
         parse=AgentTurn.model_validate,
@@ -585,6 +588,81 @@ def get_turns(
         parse_text=lambda text: _TurnsOfSession.model_validate_json(text).turns,
         scope=ErrorScope("get_turns", scope.workspace_id, scope.session_id),
     )
+
+
+def get_recent_turns(
+    session_id: Id, workspace_id: Id, limit: int, before_turn: int | None
+) -> Operation[list[AgentTurn]]:
+    """The newest `limit` turns (before `before_turn`), oldest first, by the turn index."""
+    scope = _scope(session_id, workspace_id)
+    page = RecentTurns(limit=limit, before_turn=before_turn)
+    return Operation(
+        request=Call(
+            schema.GET_RECENT_TURNS_FUNCTION,
+            {**_session_arguments(scope), "p_limit": page.limit, "p_before_turn": page.before_turn},
+        ),
+        parse=_TURNS.validate_python,
+        parse_text=_TURNS.validate_json,
+        scope=ErrorScope("get_recent_turns", scope.workspace_id, scope.session_id),
+    )
+
+
+def pop_turn(session_id: Id, workspace_id: Id) -> Operation[AgentTurn | None]:
+    """Remove the newest turn and take it off the totals; None when there is none."""
+    scope = _scope(session_id, workspace_id)
+    return Operation(
+        request=Call(schema.POP_TURN_FUNCTION, _session_arguments(scope)),
+        parse=_MAYBE_TURN.validate_python,
+        parse_text=_MAYBE_TURN.validate_json,
+        scope=ErrorScope("pop_turn", scope.workspace_id, scope.session_id),
+    )
+
+
+def clear_turns(session_id: Id, workspace_id: Id) -> Operation[int]:
+    """Remove every turn, totals to zero; how many were removed."""
+    scope = _scope(session_id, workspace_id)
+    return Operation(
+        request=Call(schema.CLEAR_TURNS_FUNCTION, _session_arguments(scope)),
+        parse=_COUNT.validate_python,
+        parse_text=_COUNT.validate_json,
+        scope=ErrorScope("clear_turns", scope.workspace_id, scope.session_id),
+    )
+
+
+def delete_session(session_id: Id, workspace_id: Id) -> Operation[None]:
+    """Delete the session with its state and turns (PT404 if not in the workspace)."""
+    scope = _scope(session_id, workspace_id)
+    return Operation(
+        request=Call(schema.DELETE_SESSION_FUNCTION, _session_arguments(scope)),
+        parse=_nothing,
+        parse_text=_nothing,
+        scope=ErrorScope("delete_session", scope.workspace_id, scope.session_id),
+    )
+
+
+def delete_contact_data(contact_id: Id, workspace_id: Id) -> Operation[int]:
+    """Delete every session of a contact in the workspace, any status; how many."""
+    contact = ContactScope.model_validate({"contact_id": contact_id, "workspace_id": workspace_id})
+    return Operation(
+        request=Call(
+            schema.DELETE_CONTACT_DATA_FUNCTION,
+            {"p_contact_id": str(contact.contact_id), "p_workspace_id": str(contact.workspace_id)},
+        ),
+        parse=_COUNT.validate_python,
+        parse_text=_COUNT.validate_json,
+        scope=ErrorScope("delete_contact_data", contact.workspace_id),
+    )
+
+
+def _nothing(answer: JSON) -> None:
+    # A void function: PostgREST answers 204 (None here); Postgres renders void as ''.
+    if answer not in (None, b"", b"null"):
+        raise ValueError(f"expected no answer, got {type(answer).__name__}")
+
+
+_TURNS = TypeAdapter(list[AgentTurn])
+_MAYBE_TURN = TypeAdapter(AgentTurn | None)
+_COUNT = TypeAdapter(Annotated[int, Strict()])
 
 
 class _TurnsOfSession(BaseModel):

@@ -395,6 +395,7 @@ class AsyncSessionManager:
         tools_called: Sequence[ToolCallRecord | Mapping[str, Any]] = (),
         tokens_used: int = 0,
         idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> AgentTurn:
         """Store a turn and add it to the session's totals, in one round trip.
 
@@ -402,7 +403,8 @@ class AsyncSessionManager:
         raises SessionError with code 23505. With an `idempotency_key` (say, the inbound
         message id) a repeated call returns the stored turn and changes nothing, so the call
         is safe to retry after a timeout or a redelivered webhook; the same key with other
-        values raises IdempotencyConflictError.
+        values (metadata included) raises IdempotencyConflictError. `metadata`: a JSON object
+        of your own (the raw model message, channel ids), stored and returned exactly.
         """
         fields = {
             "role": role,
@@ -413,6 +415,7 @@ class AsyncSessionManager:
             "tools_called": tools_called,
             "tokens_used": tokens_used,
             "idempotency_key": idempotency_key,
+            "metadata": metadata,
         }
         return await self._run(operations.add_turn(session_id, workspace_id, fields))
 
@@ -440,3 +443,49 @@ class AsyncSessionManager:
     async def get_turn_count(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
         """The session's running turn count (kept by add_turn; no turn is read)."""
         return await self._run(operations.get_turn_count(session_id, workspace_id))
+
+    async def get_recent_turns(
+        self,
+        session_id: UUID | str,
+        *,
+        workspace_id: UUID | str,
+        limit: int,
+        before_turn: int | None = None,
+    ) -> list[AgentTurn]:
+        """The newest `limit` turns (at most 1,000), oldest first, in one round trip.
+
+        With `before_turn`, the newest `limit` of those numbered below it: pass the first
+        turn of a page to read the page before. The cost does not grow with the session's
+        length. Raises SessionNotFoundError for a session that is not in this workspace.
+        """
+        return await self._run(
+            operations.get_recent_turns(session_id, workspace_id, limit, before_turn)
+        )
+
+    async def pop_turn(
+        self, session_id: UUID | str, *, workspace_id: UUID | str
+    ) -> AgentTurn | None:
+        """Remove the newest turn and take it off the totals; None if there is none.
+
+        One round trip, serialized with add_turn on the session: the next add_turn reuses
+        the number, and no gap or duplicate number appears under concurrent writers.
+        """
+        return await self._run(operations.pop_turn(session_id, workspace_id))
+
+    async def clear_turns(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """Remove every turn of the session and zero its totals; how many were removed."""
+        return await self._run(operations.clear_turns(session_id, workspace_id))
+
+    # Data lifecycle
+
+    async def delete_session(self, session_id: UUID | str, *, workspace_id: UUID | str) -> None:
+        """Delete the session with its state and turns, in one round trip.
+
+        Raises SessionNotFoundError if it is not in this workspace.
+        """
+        await self._run(operations.delete_session(session_id, workspace_id))
+
+    async def delete_contact_data(self, contact_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """Delete every session of this contact in the workspace, in any status, with their
+        state and turns, in one round trip (an erasure request); how many sessions."""
+        return await self._run(operations.delete_contact_data(contact_id, workspace_id))

@@ -390,6 +390,7 @@ class SessionManager:
         tools_called: Sequence[ToolCallRecord | Mapping[str, Any]] = (),
         tokens_used: int = 0,
         idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> AgentTurn:
         """Store a turn and add it to the session's totals, in one round trip.
 
@@ -397,7 +398,8 @@ class SessionManager:
         raises SessionError with code 23505. With an `idempotency_key` (say, the inbound
         message id) a repeated call returns the stored turn and changes nothing, so the call
         is safe to retry after a timeout or a redelivered webhook; the same key with other
-        values raises IdempotencyConflictError.
+        values (metadata included) raises IdempotencyConflictError. `metadata`: a JSON object
+        of your own (the raw model message, channel ids), stored and returned exactly.
         """
         fields = {
             "role": role,
@@ -408,6 +410,7 @@ class SessionManager:
             "tools_called": tools_called,
             "tokens_used": tokens_used,
             "idempotency_key": idempotency_key,
+            "metadata": metadata,
         }
         return self._run(operations.add_turn(session_id, workspace_id, fields))
 
@@ -433,3 +436,45 @@ class SessionManager:
     def get_turn_count(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
         """The session's running turn count (kept by add_turn; no turn is read)."""
         return self._run(operations.get_turn_count(session_id, workspace_id))
+
+    def get_recent_turns(
+        self,
+        session_id: UUID | str,
+        *,
+        workspace_id: UUID | str,
+        limit: int,
+        before_turn: int | None = None,
+    ) -> list[AgentTurn]:
+        """The newest `limit` turns (at most 1,000), oldest first, in one round trip.
+
+        With `before_turn`, the newest `limit` of those numbered below it: pass the first
+        turn of a page to read the page before. The cost does not grow with the session's
+        length. Raises SessionNotFoundError for a session that is not in this workspace.
+        """
+        return self._run(operations.get_recent_turns(session_id, workspace_id, limit, before_turn))
+
+    def pop_turn(self, session_id: UUID | str, *, workspace_id: UUID | str) -> AgentTurn | None:
+        """Remove the newest turn and take it off the totals; None if there is none.
+
+        One round trip, serialized with add_turn on the session: the next add_turn reuses
+        the number, and no gap or duplicate number appears under concurrent writers.
+        """
+        return self._run(operations.pop_turn(session_id, workspace_id))
+
+    def clear_turns(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """Remove every turn of the session and zero its totals; how many were removed."""
+        return self._run(operations.clear_turns(session_id, workspace_id))
+
+    # Data lifecycle
+
+    def delete_session(self, session_id: UUID | str, *, workspace_id: UUID | str) -> None:
+        """Delete the session with its state and turns, in one round trip.
+
+        Raises SessionNotFoundError if it is not in this workspace.
+        """
+        self._run(operations.delete_session(session_id, workspace_id))
+
+    def delete_contact_data(self, contact_id: UUID | str, *, workspace_id: UUID | str) -> int:
+        """Delete every session of this contact in the workspace, in any status, with their
+        state and turns, in one round trip (an erasure request); how many sessions."""
+        return self._run(operations.delete_contact_data(contact_id, workspace_id))

@@ -358,6 +358,7 @@ class Rows:
             "tools_called": [],
             "tokens_used": 120,
             "idempotency_key": None,
+            "metadata": {},
             "created_at": TIMESTAMP,
         }
         return {**row, **overrides}

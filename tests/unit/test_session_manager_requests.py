@@ -651,6 +651,7 @@ def test_add_turn_calls_add_turn_function_with_every_field_and_parses_the_stored
         "p_tools_called": [tool_call],
         "p_tokens_used": 431,
         "p_idempotency_key": "wamid.HBgLNTUxMTk5OTk5OTk5FQIAERgSQ0Q",
+        "p_metadata": {},
     }
     assert turn.session_id == ids.session_id
     assert turn.workspace_id == ids.workspace_id
@@ -691,6 +692,7 @@ def test_add_turn_with_defaults_lets_the_database_number_the_turn(
         "p_tools_called": [],
         "p_tokens_used": 0,
         "p_idempotency_key": None,
+        "p_metadata": {},
     }
     assert turn.id == ids.turn_id
     assert turn.turn_number == 1

@@ -55,6 +55,10 @@ ISOLATION_CASES: dict[str, Call] = {
     "get_turns": lambda m, s, w: m.get_turns(s, workspace_id=w),
     "get_total_tokens_used": lambda m, s, w: m.get_total_tokens_used(s, workspace_id=w),
     "get_turn_count": lambda m, s, w: m.get_turn_count(s, workspace_id=w),
+    "get_recent_turns": lambda m, s, w: m.get_recent_turns(s, workspace_id=w, limit=5),
+    "pop_turn": lambda m, s, w: m.pop_turn(s, workspace_id=w),
+    "clear_turns": lambda m, s, w: m.clear_turns(s, workspace_id=w),
+    "delete_session": lambda m, s, w: m.delete_session(s, workspace_id=w),
 }
 
 

@@ -56,7 +56,8 @@ class ErrorScope:
     """
 
     operation: str
-    workspace_id: UUID
+    workspace_id: UUID | None
+    """None for an operation across workspaces (purge_sessions without one)."""
     session_id: UUID | None = None
     by_code: Mapping[str, ErrorFactory] = field(default_factory=dict)
 
@@ -65,13 +66,13 @@ def translate(failure: Failure, scope: ErrorScope) -> AgentEngineError:
     """The public error for `failure` in `scope` (the caller chains the cause)."""
     if failure.code is not None and failure.code in scope.by_code:
         return scope.by_code[failure.code](failure)
-    if failure.code in (NO_ROWS_CODE, SESSION_NOT_FOUND_SQLSTATE):
+    if failure.code in (NO_ROWS_CODE, SESSION_NOT_FOUND_SQLSTATE) and scope.workspace_id:
         return SessionNotFoundError(scope.session_id, scope.workspace_id, code=failure.code)
     subject = f"session {scope.session_id}" if scope.session_id else "a session"
+    where = f"workspace {scope.workspace_id}" if scope.workspace_id else "any workspace"
     what = f"code {failure.code}" if failure.code else "no code"
     return SessionError(
-        f"{scope.operation} failed for {subject} in workspace {scope.workspace_id} "
-        f"({what}): {failure.message}",
+        f"{scope.operation} failed for {subject} in {where} ({what}): {failure.message}",
         session_id=scope.session_id,
         workspace_id=scope.workspace_id,
         code=failure.code,

@@ -12,9 +12,11 @@ field, and nothing reaches the wire.
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
@@ -31,6 +33,7 @@ from pydantic import (
     PlainValidator,
     Strict,
     StringConstraints,
+    field_validator,
 )
 
 IDENTIFIER_MAX_LENGTH = 255
@@ -397,6 +400,90 @@ class ContactScope(_Input):
 
     contact_id: UUID
     workspace_id: UUID
+
+
+class NewTurns(_Input):
+    """The validated turns of add_turns: at most 1,000, none with an explicit number."""
+
+    turns: Annotated[list[NewTurn], Field(max_length=MAX_PAGE_SIZE)]
+
+    @field_validator("turns")
+    @classmethod
+    def _numbered_by_the_database(cls, turns: list[NewTurn]) -> list[NewTurn]:
+        if any(turn.turn_number is not None for turn in turns):
+            raise ValueError("add_turns numbers its turns itself: leave turn_number out")
+        return turns
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """The turns as the SQL function reads them (no turn_number key)."""
+        return [turn.model_dump(mode="json", exclude={"turn_number"}) for turn in self.turns]
+
+
+class SessionPage(BaseModel):
+    """A page of list_sessions: newest activity first, and where the next page starts."""
+
+    sessions: list[AgentSessionWithState]
+    next_cursor: str | None
+    """Pass it as `cursor` for the next page; None when this page was the last."""
+
+
+class SessionQuery(_Input):
+    """The validated arguments of list_sessions (the cursor decoded)."""
+
+    workspace_id: UUID
+    status: SessionStatus | None = None
+    agent_id: Identifier | None = None
+    contact_id: UUID | None = None
+    conversation_id: UUID | None = None
+    active_after: AwareDatetime | None = None
+    active_before: AwareDatetime | None = None
+    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_PAGE_SIZE)] = 50
+    cursor: Annotated[str, Field(max_length=200)] | None = None
+
+    def position(self) -> tuple[datetime, UUID] | None:
+        """(last_activity_at, id) of the last session of the previous page, if any."""
+        return None if self.cursor is None else decode_cursor(self.cursor)
+
+
+def encode_cursor(session: AgentSession) -> str:
+    """An opaque cursor after `session` in list_sessions' order."""
+    position = json.dumps([session.last_activity_at.isoformat(), str(session.id)])
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """The position a cursor of encode_cursor stands for; ValueError for anything else."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, session_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        position = (datetime.fromisoformat(at), UUID(session_id))
+    except (ValueError, TypeError, UnicodeError) as error:
+        raise ValueError("cursor is not one that list_sessions returned") from error
+    if position[0].tzinfo is None:
+        raise ValueError("cursor is not one that list_sessions returned")
+    return position
+
+
+class Purge(_Input):
+    """The validated arguments of purge_sessions."""
+
+    older_than: AwareDatetime | timedelta
+    statuses: Annotated[tuple[SessionStatus, ...], Field(min_length=1)] = (SessionStatus.CLOSED,)
+    workspace_id: UUID | None = None
+    batch_size: Annotated[int, Strict(), Field(ge=1, le=10_000)] = 1000
+
+    @field_validator("older_than")
+    @classmethod
+    def _positive(cls, older_than: datetime | timedelta) -> datetime | timedelta:
+        if isinstance(older_than, timedelta) and older_than <= timedelta(0):
+            raise ValueError("older_than must be a positive duration or an aware datetime")
+        return older_than
+
+    def cutoff(self, now: datetime) -> datetime:
+        """The last-activity time before which sessions go."""
+        if isinstance(self.older_than, timedelta):
+            return now - self.older_than
+        return self.older_than
 
 
 class TurnPage(_Input):

@@ -10,8 +10,9 @@ direct transport, sync or async, share every rule, query, parser and error decis
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 from uuid import UUID
 
@@ -41,14 +42,19 @@ from agent_engine._models import (
     NewSession,
     NewTemplate,
     NewTurn,
+    NewTurns,
+    Purge,
     RecentTurns,
     Retries,
     SessionChanges,
+    SessionPage,
+    SessionQuery,
     SessionScope,
     SessionState,
     SessionStatus,
     StateChanges,
     TurnPage,
+    encode_cursor,
 )
 from agent_engine._registry import AgentRegistry
 from agent_engine._transport import (
@@ -65,6 +71,7 @@ from agent_engine._transport import (
     OneOf,
     Request,
     Select,
+    TextArray,
     Update,
 )
 
@@ -654,6 +661,105 @@ def delete_contact_data(contact_id: Id, workspace_id: Id) -> Operation[int]:
     )
 
 
+def add_turns(
+    session_id: Id, workspace_id: Id, turns: Sequence[Mapping[str, Any]]
+) -> Operation[list[AgentTurn]]:
+    """Store several turns in one transaction, numbered consecutively; all or nothing."""
+    scope = _scope(session_id, workspace_id)
+    if isinstance(turns, str | bytes | Mapping) or not isinstance(turns, Sequence):
+        raise ValueError(f"turns must be a list of turns, got {type(turns).__name__}")
+    batch = NewTurns.model_validate({"turns": [dict(turn) for turn in turns]})
+
+    def key_reused(failure: Failure) -> AgentEngineError:
+        return IdempotencyConflictError(
+            scope.session_id,
+            scope.workspace_id,
+            idempotency_key=None,
+            stored_turn_number=_stored_turn_number(failure.details),
+            code=failure.code,
+            details=failure.details,
+        )
+
+    return Operation(
+        request=Call(
+            schema.ADD_TURNS_FUNCTION, {**_session_arguments(scope), "p_turns": batch.as_json()}
+        ),
+        parse=_TURNS.validate_python,
+        parse_text=_TURNS.validate_json,
+        scope=ErrorScope(
+            "add_turns",
+            scope.workspace_id,
+            scope.session_id,
+            by_code={schema.IDEMPOTENCY_CONFLICT_SQLSTATE: key_reused},
+        ),
+    )
+
+
+def list_sessions(fields: Mapping[str, Any]) -> Operation[SessionPage]:
+    """A page of a workspace's sessions, newest activity first, after the cursor's position.
+
+    `fields`: list_sessions' keyword arguments.
+    """
+    query = SessionQuery.model_validate(fields)
+    position = query.position()
+
+    def page(sessions: list[AgentSessionWithState]) -> SessionPage:
+        full = len(sessions) == query.limit
+        return SessionPage(
+            sessions=sessions, next_cursor=encode_cursor(sessions[-1]) if full else None
+        )
+
+    return Operation(
+        request=Call(
+            schema.LIST_SESSIONS_FUNCTION,
+            {
+                "p_workspace_id": str(query.workspace_id),
+                "p_status": None if query.status is None else query.status.value,
+                "p_agent_id": query.agent_id,
+                "p_contact_id": None if query.contact_id is None else str(query.contact_id),
+                "p_conversation_id": (
+                    None if query.conversation_id is None else str(query.conversation_id)
+                ),
+                "p_active_after": _timestamp(query.active_after),
+                "p_active_before": _timestamp(query.active_before),
+                "p_limit": query.limit,
+                "p_after_activity": None if position is None else position[0].isoformat(),
+                "p_after_id": None if position is None else str(position[1]),
+            },
+        ),
+        parse=lambda rows: page(_SESSIONS.validate_python(rows)),
+        parse_text=lambda text: page(_SESSIONS.validate_json(text)),
+        scope=ErrorScope("list_sessions", query.workspace_id),
+    )
+
+
+def purge_sessions_batch(purge: Purge, cutoff: datetime) -> Operation[int]:
+    """Delete at most one batch of sessions idle since before `cutoff`; how many."""
+    return Operation(
+        request=Call(
+            schema.PURGE_SESSIONS_BATCH_FUNCTION,
+            {
+                "p_older_than": cutoff.isoformat(),
+                "p_statuses": TextArray(status.value for status in purge.statuses),
+                "p_workspace_id": None if purge.workspace_id is None else str(purge.workspace_id),
+                "p_batch_size": purge.batch_size,
+            },
+        ),
+        parse=_COUNT.validate_python,
+        parse_text=_COUNT.validate_json,
+        scope=ErrorScope("purge_sessions", purge.workspace_id),
+    )
+
+
+def purge(fields: Mapping[str, Any]) -> Purge:
+    """purge_sessions' validated arguments (ValueError before anything is sent)."""
+    return Purge.model_validate(fields)
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def _nothing(answer: JSON) -> None:
     # A void function: PostgREST answers 204 (None here); Postgres renders void as ''.
     if answer not in (None, b"", b"null"):
@@ -661,6 +767,7 @@ def _nothing(answer: JSON) -> None:
 
 
 _TURNS = TypeAdapter(list[AgentTurn])
+_SESSIONS = TypeAdapter(list[AgentSessionWithState])
 _MAYBE_TURN = TypeAdapter(AgentTurn | None)
 _COUNT = TypeAdapter(Annotated[int, Strict()])
 

@@ -37,6 +37,7 @@ from agent_engine._transport import (
     OneOf,
     Request,
     Select,
+    TextArray,
     Update,
     redacted_text,
 )
@@ -437,6 +438,8 @@ def _parameter(value: JSON) -> Parameter:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, TextArray):
+        return list(value)
     if not value:  # an empty list or object, as most new sessions and turns carry
         return "[]" if isinstance(value, list | tuple) else "{}"
     return json.dumps(value)

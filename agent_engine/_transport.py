@@ -122,6 +122,13 @@ class Update:
     conditions: tuple[Condition, ...]
 
 
+class TextArray(tuple[str, ...]):
+    """A Call argument of SQL type text[]: PostgREST gets a JSON array (and casts it), the
+    direct transport an array; a plain list would go as JSON there."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """Call a database function with named arguments; its JSON result is the answer."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 from uuid import UUID
@@ -27,6 +27,7 @@ from agent_engine._models import (
     AgentSession,
     AgentSessionWithState,
     AgentTurn,
+    SessionPage,
     SessionState,
     SessionStatus,
     StateChanges,
@@ -437,6 +438,25 @@ class SessionManager:
         """The session's running turn count (kept by add_turn; no turn is read)."""
         return self._run(operations.get_turn_count(session_id, workspace_id))
 
+    def add_turns(
+        self,
+        session_id: UUID | str,
+        turns: Sequence[Mapping[str, Any]],
+        *,
+        workspace_id: UUID | str,
+    ) -> list[AgentTurn]:
+        """Store several turns in one round trip and one transaction, all or nothing.
+
+        Each turn is a mapping of add_turn's keyword arguments (no `turn_number`: the
+        database numbers the batch consecutively); at most 1,000. The totals are updated
+        once. A turn whose `idempotency_key` is already stored with the same values is
+        returned as stored and not counted again (a redelivered batch changes nothing); a
+        stored key with other values, or one key twice in the batch with different values,
+        raises IdempotencyConflictError and stores nothing. Returns the turns in the order
+        given.
+        """
+        return self._run(operations.add_turns(session_id, workspace_id, turns))
+
     def get_recent_turns(
         self,
         session_id: UUID | str,
@@ -478,3 +498,70 @@ class SessionManager:
         """Delete every session of this contact in the workspace, in any status, with their
         state and turns, in one round trip (an erasure request); how many sessions."""
         return self._run(operations.delete_contact_data(contact_id, workspace_id))
+
+    def list_sessions(
+        self,
+        *,
+        workspace_id: UUID | str,
+        status: SessionStatus | str | None = None,
+        agent_id: str | None = None,
+        contact_id: UUID | str | None = None,
+        conversation_id: UUID | str | None = None,
+        active_after: datetime | None = None,
+        active_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SessionPage:
+        """A page of the workspace's sessions (with their state), newest activity first.
+
+        Filters combine; `active_after <= last_activity_at < active_before`. `limit` is at
+        most 1,000. Pass the page's `next_cursor` as `cursor` for the next page (None: this
+        was the last page; a full last page is followed by an empty one). Keyset pagination
+        on an index that leads with workspace_id: a page costs the same however many
+        sessions the workspace has. One round trip.
+        """
+        fields = {
+            "workspace_id": workspace_id,
+            "status": status,
+            "agent_id": agent_id,
+            "contact_id": contact_id,
+            "conversation_id": conversation_id,
+            "active_after": active_after,
+            "active_before": active_before,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        return self._run(operations.list_sessions(fields))
+
+    def purge_sessions(
+        self,
+        *,
+        older_than: timedelta | datetime,
+        statuses: Sequence[SessionStatus | str] = (SessionStatus.CLOSED,),
+        workspace_id: UUID | str | None = None,
+        batch_size: int = 1000,
+    ) -> int:
+        """Retention: delete sessions in `statuses` idle since before `older_than` (a
+        duration back from now, or an aware datetime), with their state and turns.
+
+        Across every workspace unless `workspace_id` is given. Works in batches of
+        `batch_size` (at most 10,000), each its own transaction and round trip, skipping
+        sessions locked by a writer, so it is safe while traffic flows; returns how many
+        sessions were removed. The SQL procedure `agent_engine_purge_sessions` does the same
+        from pg_cron.
+        """
+        purge = operations.purge(
+            {
+                "older_than": older_than,
+                "statuses": tuple(statuses),
+                "workspace_id": workspace_id,
+                "batch_size": batch_size,
+            }
+        )
+        cutoff = purge.cutoff(datetime.now(UTC))
+        removed = 0
+        while True:
+            batch = self._run(operations.purge_sessions_batch(purge, cutoff))
+            removed += batch
+            if batch < purge.batch_size:
+                return removed

@@ -4,12 +4,15 @@ path reads it, and PT404 as SessionNotFoundError. Both managers."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 import respx
 
 from agent_engine import AgentTurn, SessionManager, SessionNotFoundError
 from tests.unit.conftest import (
+    LATER_TIMESTAMP,
     Ids,
     Rows,
     json_body,
@@ -112,4 +115,66 @@ def test_a_session_missing_from_the_workspace_is_session_not_found(
     assert (raised.value.session_id, raised.value.workspace_id) == (
         ids.session_id,
         ids.workspace_id,
+    )
+
+
+def test_add_turns_posts_the_batch_without_numbers_and_reads_the_stored_turns(
+    manager: SessionManager, api: respx.MockRouter, ids: Ids, rows: Rows
+) -> None:
+    route = api.post("/rpc/agent_engine_add_turns").mock(
+        return_value=httpx.Response(200, json=[rows.turn(1), rows.turn(2)])
+    )
+
+    stored = manager.add_turns(
+        ids.session_id,
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "tokens_used": 7}],
+        workspace_id=ids.workspace_id,
+    )
+
+    assert [turn.turn_number for turn in stored] == [1, 2]
+    body = json_body(route.calls.last.request)
+    assert body["p_turns"][1] == {
+        "role": "assistant",
+        "content": "b",
+        "intent_detected": None,
+        "confidence": None,
+        "tools_called": [],
+        "tokens_used": 7,
+        "idempotency_key": None,
+        "metadata": {},
+    }
+
+
+def test_list_sessions_posts_the_filters_and_returns_a_cursor_for_a_full_page(
+    manager: SessionManager, api: respx.MockRouter, ids: Ids, rows: Rows
+) -> None:
+    route = api.post("/rpc/agent_engine_list_sessions").mock(
+        return_value=httpx.Response(200, json=[rows.session_with_state()])
+    )
+
+    page = manager.list_sessions(workspace_id=ids.workspace_id, status="active", limit=1)
+    following = manager.list_sessions(
+        workspace_id=ids.workspace_id, status="active", limit=1, cursor=page.next_cursor
+    )
+
+    first, second = (json_body(call.request) for call in route.calls)
+    assert (first["p_status"], first["p_limit"], first["p_after_id"]) == ("active", 1, None)
+    assert second["p_after_id"] == str(ids.session_id)
+    assert second["p_after_activity"] == LATER_TIMESTAMP
+    assert [session.id for session in following.sessions] == [ids.session_id]
+
+
+def test_purge_sessions_sends_the_statuses_as_a_json_array(
+    manager: SessionManager, api: respx.MockRouter
+) -> None:
+    route = api.post("/rpc/agent_engine_purge_sessions_batch").mock(
+        return_value=httpx.Response(200, json=0)
+    )
+
+    assert manager.purge_sessions(older_than=timedelta(days=30), statuses=["closed", "paused"]) == 0
+    body = json_body(route.calls.last.request)
+    assert (body["p_statuses"], body["p_workspace_id"], body["p_batch_size"]) == (
+        ["closed", "paused"],
+        None,
+        1000,
     )

@@ -59,6 +59,9 @@ ISOLATION_CASES: dict[str, Call] = {
     "pop_turn": lambda m, s, w: m.pop_turn(s, workspace_id=w),
     "clear_turns": lambda m, s, w: m.clear_turns(s, workspace_id=w),
     "delete_session": lambda m, s, w: m.delete_session(s, workspace_id=w),
+    "add_turns": lambda m, s, w: m.add_turns(
+        s, [{"role": "user", "content": "intruder"}], workspace_id=w
+    ),
 }
 
 

@@ -13,19 +13,24 @@ import asyncio
 import itertools
 import statistics
 import sys
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
-from agent_engine import AsyncSessionManager, SessionManager
+import psycopg
+
+from agent_engine import AsyncSessionManager, Call, SessionManager
+from agent_engine import _operations as operations
+from agent_engine._postgres_sql import STATEMENTS
 from benchmarks.client_cost import Manager
 from benchmarks.context import Bench
 from benchmarks.report import Report, Row
 from benchmarks.timing import (
     AsyncCall,
-    Call,
     Throughput,
     measure_async_throughput,
     measure_throughput,
 )
+from benchmarks.timing import Call as SyncCall
 
 
 def run(bench: Bench, report: Report) -> None:
@@ -36,7 +41,7 @@ def run(bench: Bench, report: Report) -> None:
         "tasks_vs_threads",
         f"add_turn: AsyncSessionManager with {workers} tasks vs SessionManager with {workers} "
         f"threads (pool of {workers} each)",
-        [_row(bench, prepare) for prepare in (False, True)],
+        [_raw_row(bench), *(_row(bench, prepare) for prepare in (False, True))],
         notes=(
             f"ops/s: add_turn calls completed per second by all workers, each on its own "
             f"session: the median of {parameters.throughput_rounds} rounds that alternate "
@@ -44,7 +49,9 @@ def run(bench: Bench, report: Report) -> None:
             f"each, after {parameters.warmup} untimed (which open the pool's connections); "
             "ratio: tasks / threads. cpu: the client process's CPU time (every thread's) per "
             "call, in µs, in the same rounds. The server shares the machine's cores with the "
-            "client.",
+            "client. raw psycopg: the statement the library sends for add_turn (without its "
+            "timeout), on one plain Connection per thread vs one AsyncConnection per task "
+            "(autocommit, no prepared statements): the driver's own async/sync ratio here.",
         ),
     )
 
@@ -89,7 +96,95 @@ def _row(bench: Bench, prepare: bool) -> Row:
     }
 
 
-def _adder(bench: Bench, manager: Manager) -> Call:
+def _raw_row(bench: Bench) -> Row:
+    """Raw psycopg, same add_turn statement: threads on Connections, tasks on AsyncConnections."""
+    dsn, parameters = bench.database.dsn, bench.parameters
+    workers = parameters.threads
+    options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+    threads: list[Throughput] = []
+    tasks: list[Throughput] = []
+    connections = [psycopg.connect(dsn, **options) for _ in range(workers)]
+    with asyncio.Runner() as runner:
+        async_connections = [
+            runner.run(psycopg.AsyncConnection.connect(dsn, **options)) for _ in range(workers)
+        ]
+        try:
+            thread_calls = [_raw_adder(bench, connection) for connection in connections]
+            task_calls = [_raw_async_adder(bench, connection) for connection in async_connections]
+            for round_number in range(parameters.throughput_rounds):
+                warmup = parameters.warmup if round_number == 0 else 0
+                threads.append(
+                    measure_throughput(
+                        thread_calls,
+                        operations_per_thread=parameters.operations_per_thread,
+                        warmup_per_thread=warmup,
+                    )
+                )
+                tasks.append(
+                    measure_async_throughput(
+                        runner,
+                        task_calls,
+                        operations_per_task=parameters.operations_per_thread,
+                        warmup_per_task=warmup,
+                    )
+                )
+        finally:
+            for async_connection in async_connections:
+                runner.run(async_connection.close())
+            for connection in connections:
+                connection.close()
+    return {
+        "statements": "raw psycopg",
+        **_columns("threads", threads),
+        **_columns("tasks", tasks),
+        "ratio": _median_rate(tasks) / _median_rate(threads),
+    }
+
+
+def _raw_statement(bench: Bench) -> tuple[bytes, Callable[[], list[Any]]]:
+    """add_turn's statement for a new session, and a maker of its parameters with a new
+    idempotency key each time (what the raw caller binds)."""
+    fields = {
+        "role": "user",
+        "content": "Do you have these in size 42?",
+        "turn_number": None,
+        "intent_detected": None,
+        "confidence": None,
+        "tools_called": (),
+        "tokens_used": 12,
+        "idempotency_key": "message-0",
+        "metadata": None,
+    }
+    request = operations.add_turn(bench.new_session().id, bench.workspace_id, fields).request
+    statement, parameters = STATEMENTS.statement(request)
+    assert isinstance(request, Call)
+    key = list(request.arguments).index("p_idempotency_key")
+    numbers = itertools.count()
+
+    def bound() -> list[Any]:
+        values: list[Any] = list(parameters)
+        values[key] = f"message-{next(numbers)}"
+        return values
+
+    return statement.text, bound
+
+
+def _raw_adder(bench: Bench, connection: psycopg.Connection[Any]) -> SyncCall:
+    text, bound = _raw_statement(bench)
+    return lambda: connection.execute(text, bound()).fetchall()
+
+
+def _raw_async_adder(bench: Bench, connection: psycopg.AsyncConnection[Any]) -> AsyncCall:
+    text, bound = _raw_statement(bench)
+
+    async def call() -> object:
+        cursor = await connection.execute(text, bound())
+        return await cursor.fetchall()
+
+    return call
+
+
+def _adder(bench: Bench, manager: Manager) -> SyncCall:
     """A worker's call: add_turn on its own new session, a new idempotency key each time."""
     session_id = bench.new_session().id
     numbers = itertools.count()

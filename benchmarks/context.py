@@ -99,6 +99,16 @@ class Bench:
         with psycopg.connect(self.database.dsn) as connection:
             connection.execute(_BULK_INTENTS.format(states=states), arguments)
 
+    def remove_workspace(self, workspace_id: UUID) -> None:
+        """Delete a workspace's sessions (a table's own workspace, once measured)."""
+        with psycopg.connect(self.database.dsn) as connection:
+            connection.execute(
+                sql.SQL("delete from {} where workspace_id = %s").format(
+                    sql.Identifier("public", schema.SESSIONS_TABLE)
+                ),
+                (workspace_id,),
+            )
+
     def remove_rows(self) -> None:
         """Delete this run's sessions (their state and turns follow by cascade)."""
         with psycopg.connect(self.database.dsn) as connection:

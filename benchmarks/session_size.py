@@ -65,6 +65,12 @@ def _last_page(bench: Bench, session_id: UUID, size: int) -> Call:
     )
 
 
+def _recent_turns(bench: Bench, session_id: UUID, size: int) -> Call:
+    return lambda: bench.manager.get_recent_turns(
+        session_id, workspace_id=bench.workspace_id, limit=PAGE
+    )
+
+
 def _add_turn(bench: Bench, session_id: UUID, size: int) -> Call:
     return lambda: bench.manager.add_turn(
         session_id, workspace_id=bench.workspace_id, role=TurnRole.ASSISTANT, content="Yes."
@@ -93,6 +99,7 @@ def dimensions(bench: Bench) -> tuple[Dimension, ...]:
                 ("get_session", _get_session),
                 (f"get_turns(limit={PAGE})", _first_page),
                 (f"get_turns(limit={PAGE}, after_turn=n-{PAGE}) (latest page)", _last_page),
+                (f"get_recent_turns(limit={PAGE})", _recent_turns),
                 ("add_turn (next number = max + 1)", _add_turn),
             ),
         ),

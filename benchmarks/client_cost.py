@@ -191,6 +191,7 @@ def _add_turn_rest(client: SupabaseClient, scope: SessionScope, number: int) -> 
         "p_tools_called": [],
         "p_tokens_used": turn["tokens_used"],
         "p_idempotency_key": turn["idempotency_key"],
+        "p_metadata": {},
     }
     return client.rpc(schema.ADD_TURN_FUNCTION, arguments).execute()
 

@@ -1,0 +1,1 @@
+"""make bench, run as a smoke test."""

@@ -580,9 +580,23 @@ def _stored_turn_number(details: str | None) -> int | None:
 
 
 def get_turns(
-    session_id: Id, workspace_id: Id, limit: int | None, after_turn: int | None
+    session_id: Id,
+    workspace_id: Id,
+    limit: int | None,
+    after_turn: int | None,
+    before_turn: int | None = None,
 ) -> Operation[list[AgentTurn]]:
-    """Turns ordered by turn_number, embedded under the session so a missing one is an error."""
+    """Turns ordered by turn_number, embedded under the session so a missing one is an error.
+
+    With `before_turn`: a page backwards, which is get_recent_turns' read (`limit` required,
+    `after_turn` not allowed with it).
+    """
+    if before_turn is not None:
+        if after_turn is not None:
+            raise ValueError("get_turns takes after_turn or before_turn, not both")
+        if limit is None:
+            raise ValueError("get_turns with before_turn needs a limit (at most 1,000)")
+        return _recent_turns("get_turns", session_id, workspace_id, limit, before_turn)
     scope = _scope(session_id, workspace_id)
     page = TurnPage(limit=limit, after_turn=after_turn)
     after = (GreaterThan("turn_number", page.after_turn),) if page.after_turn is not None else ()
@@ -601,6 +615,12 @@ def get_recent_turns(
     session_id: Id, workspace_id: Id, limit: int, before_turn: int | None
 ) -> Operation[list[AgentTurn]]:
     """The newest `limit` turns (before `before_turn`), oldest first, by the turn index."""
+    return _recent_turns("get_recent_turns", session_id, workspace_id, limit, before_turn)
+
+
+def _recent_turns(
+    operation: str, session_id: Id, workspace_id: Id, limit: int, before_turn: int | None
+) -> Operation[list[AgentTurn]]:
     scope = _scope(session_id, workspace_id)
     page = RecentTurns(limit=limit, before_turn=before_turn)
     return Operation(
@@ -610,7 +630,7 @@ def get_recent_turns(
         ),
         parse=_TURNS.validate_python,
         parse_text=_TURNS.validate_json,
-        scope=ErrorScope("get_recent_turns", scope.workspace_id, scope.session_id),
+        scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
     )
 
 

@@ -422,13 +422,18 @@ class SessionManager:
         workspace_id: UUID | str,
         limit: int | None = None,
         after_turn: int | None = None,
+        before_turn: int | None = None,
     ) -> list[AgentTurn]:
         """Turns ordered by turn_number: after `after_turn` (exclusive), at most `limit`.
 
-        One round trip; raises SessionNotFoundError (not an empty list) for a session that
-        is not in this workspace.
+        With `before_turn` it pages backwards instead: the newest `limit` turns (a limit is
+        then required, at most 1,000) numbered below it, oldest first, as get_recent_turns
+        reads them. One round trip; raises SessionNotFoundError (not an empty list) for a
+        session that is not in this workspace.
         """
-        return self._run(operations.get_turns(session_id, workspace_id, limit, after_turn))
+        return self._run(
+            operations.get_turns(session_id, workspace_id, limit, after_turn, before_turn)
+        )
 
     def get_total_tokens_used(self, session_id: UUID | str, *, workspace_id: UUID | str) -> int:
         """The session's running token total (kept by add_turn; no turn is read)."""

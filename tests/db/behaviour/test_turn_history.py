@@ -252,3 +252,38 @@ def test_delete_contact_data_removes_every_session_of_the_contact_in_any_status(
             manager.get_session(gone.id, workspace_id=workspace_id)
     assert manager.get_session(kept.id, workspace_id=workspace_id) == kept
     assert manager.get_session(elsewhere.id, workspace_id=other_workspace_id) == elsewhere
+
+
+def test_get_turns_with_before_turn_pages_backwards_like_get_recent_turns(
+    manager: SessionManager, workspace_id: uuid.UUID
+) -> None:
+    session = new_session(manager, workspace_id)
+    add_turns(manager, session, 7)
+
+    page = manager.get_turns(session.id, workspace_id=workspace_id, limit=3, before_turn=5)
+
+    assert [turn.turn_number for turn in page] == [2, 3, 4]
+    assert page == manager.get_recent_turns(
+        session.id, workspace_id=workspace_id, limit=3, before_turn=5
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"before_turn": 5}, "needs a limit"),
+        ({"before_turn": 5, "after_turn": 1, "limit": 3}, "not both"),
+        ({"before_turn": 0, "limit": 3}, "before_turn"),
+    ],
+)
+def test_get_turns_refuses_a_backwards_page_it_cannot_read_before_the_wire(
+    spy_manager: SessionManager,
+    spy: SpyTransport,
+    workspace_id: uuid.UUID,
+    fields: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        spy_manager.get_turns(uuid.uuid4(), workspace_id=workspace_id, **fields)
+
+    assert spy.requests == []

@@ -18,13 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from psycopg.rows import DictRow
 
 from agent_engine import AgentRegistry, SessionError, SessionManager
 from tests.db.behaviour.conftest import (
     AGENT_ID,
     WAIT_SECONDS,
     fill_pool,
+    hold_at_most,
     sample_registry,
     wait_for_lock_waiters,
 )
@@ -57,12 +57,6 @@ def manager(
     dsn = make_conninfo(database.dsn, application_name=application_name)
     with managers.from_postgres(dsn, registry=registry, pool_size=POOL_SIZE) as manager:
         yield manager
-
-
-def hold_at_most(locker: psycopg.Connection[DictRow]) -> None:
-    """Make the server end the locker's transaction after WAIT_SECONDS idle in it: if a call
-    were not bounded, the test would then fail instead of waiting for it forever."""
-    locker.execute(f"set idle_in_transaction_session_timeout = {int(WAIT_SECONDS * 1000)}")
 
 
 @pytest.fixture
@@ -188,13 +182,20 @@ def test_finding_one_dropped_connection_discards_the_dropped_idle_siblings_at_on
     ]
 
 
+@pytest.mark.parametrize("prepare", [False, True], ids=["unprepared", "prepared"])
 @pytest.mark.parametrize("timeout", [0.5, 1.5])
 def test_a_call_on_a_row_locked_beyond_the_timeout_fails_retryably_in_about_the_timeout(
-    managers: Managers, database: Database, registry: AgentRegistry, timeout: float
+    managers: Managers,
+    database: Database,
+    registry: AgentRegistry,
+    timeout: float,
+    prepare: bool,
 ) -> None:
     workspace_id = uuid.uuid4()
     with (
-        managers.from_postgres(database.dsn, registry=registry, timeout=timeout) as manager,
+        managers.from_postgres(
+            database.dsn, registry=registry, timeout=timeout, prepare=prepare
+        ) as manager,
         database.connect_as_owner() as locker,
     ):
         session = manager.create_session(

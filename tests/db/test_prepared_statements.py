@@ -18,7 +18,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import DictRow
 
 from agent_engine import (
     AgentRegistry,
@@ -35,6 +34,7 @@ from agent_engine._sync import postgres_transport as sync_postgres_transport
 from tests.db.behaviour.conftest import (
     AGENT_ID,
     WAIT_SECONDS,
+    hold_at_most,
     sample_registry,
     wait_for_lock_waiters,
 )
@@ -113,28 +113,17 @@ def test_prepared_and_unprepared_managers_give_the_same_answers_and_errors(
                 == created
             )
 
-        turn = prepared.add_turn(
-            session_id,
-            workspace_id=workspace_id,
-            role="user",
-            content="it's 100% 'quoted' \\ and $1",
-            intent_detected="pricing",
-            confidence=0.75,
-            tools_called=[{"name": "lookup", "input": {"sku": 42}, "result": ["ok", None]}],
-            tokens_used=12,
-            idempotency_key="message-1",
-        )
-        again = prepared.add_turn(
-            session_id,
-            workspace_id=workspace_id,
-            role="user",
-            content="it's 100% 'quoted' \\ and $1",
-            intent_detected="pricing",
-            confidence=0.75,
-            tools_called=[{"name": "lookup", "input": {"sku": 42}, "result": ["ok", None]}],
-            tokens_used=12,
-            idempotency_key="message-1",
-        )
+        turn_fields: dict[str, Any] = {
+            "role": "user",
+            "content": "it's 100% 'quoted' \\ and $1",
+            "intent_detected": "pricing",
+            "confidence": 0.75,
+            "tools_called": [{"name": "lookup", "input": {"sku": 42}, "result": ["ok", None]}],
+            "tokens_used": 12,
+            "idempotency_key": "message-1",
+        }
+        turn = prepared.add_turn(session_id, workspace_id=workspace_id, **turn_fields)
+        again = prepared.add_turn(session_id, workspace_id=workspace_id, **turn_fields)
         assert again == turn
         for manager in (prepared, plain):
             assert manager.get_turns(session_id, workspace_id=workspace_id, limit=5) == [turn]
@@ -260,41 +249,6 @@ def test_the_default_mode_sends_one_simple_query_and_prepares_nothing(
 def postgres_transport_module(managers: Managers) -> ModuleType:
     """The module of the direct transport of this flavour."""
     return async_postgres_transport if managers.is_async else sync_postgres_transport
-
-
-def hold_at_most(locker: psycopg.Connection[DictRow]) -> None:
-    """End the locker's transaction after WAIT_SECONDS idle in it, should a call not be
-    bounded, so the test fails instead of hanging."""
-    locker.execute(f"set idle_in_transaction_session_timeout = {int(WAIT_SECONDS * 1000)}")
-
-
-@pytest.mark.parametrize("timeout", [0.5, 1.5])
-def test_a_call_on_a_locked_row_still_fails_retryably_in_about_the_timeout(
-    managers: Managers, database: Database, registry: AgentRegistry, timeout: float
-) -> None:
-    workspace_id = uuid.uuid4()
-    with (
-        managers.from_postgres(
-            database.dsn, registry=registry, timeout=timeout, prepare=True
-        ) as manager,
-        database.connect_as_owner() as locker,
-    ):
-        session = manager.create_session(
-            workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
-        )
-        hold_at_most(locker)
-        with locker.transaction():
-            locker.execute(LOCK_SESSION, (session.id,))
-            started = time.monotonic()
-            with pytest.raises(SessionError) as raised:
-                manager.add_turn(session.id, workspace_id=workspace_id, role="user", content="x")
-            elapsed = time.monotonic() - started
-
-        assert timeout <= elapsed < timeout + TIMEOUT_MARGIN_SECONDS
-        assert (raised.value.code, raised.value.retryable) == ("57014", True)
-        # The lock is gone: the same call now succeeds, and the timed-out one wrote nothing.
-        turn = manager.add_turn(session.id, workspace_id=workspace_id, role="user", content="x")
-        assert turn.turn_number == 1
 
 
 def test_a_timeout_rolled_back_with_a_failing_statement_is_set_again(

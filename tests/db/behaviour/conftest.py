@@ -207,6 +207,12 @@ def fill_pool(manager: SessionManager, database: Database, connections: int) -> 
             future.result(timeout=WAIT_SECONDS)
 
 
+def hold_at_most(locker: psycopg.Connection[DictRow]) -> None:
+    """Make the server end the locker's transaction after WAIT_SECONDS idle in it: if a call
+    were not bounded, the test would then fail instead of waiting for it forever."""
+    locker.execute(f"set idle_in_transaction_session_timeout = {int(WAIT_SECONDS * 1000)}")
+
+
 def wait_for_lock_waiters(
     observer: psycopg.Connection[DictRow],
     count: int = 1,

@@ -152,11 +152,6 @@ def milliseconds_left(deadline: float) -> int:
     return max(1, math.ceil((deadline - monotonic()) * 1000))
 
 
-def bounded_parameters(parameters: Sequence[Parameter], deadline: float) -> list[object]:
-    """The parameters of `Statement.bounded_text`: the time left, then the statement's."""
-    return [milliseconds_left(deadline), *parameters]
-
-
 SET_SESSION_TIMEOUT = b"select pg_catalog.set_config('statement_timeout', %s, false)"
 """Prepared mode's timeout, set on the session (parameter: milliseconds, as text)."""
 
@@ -231,9 +226,15 @@ class Statement:
     """The statement alone (prepared mode: the timeout is the session's)."""
     bounded_text: bytes
     """`set local statement_timeout = %s; ` and the statement: one simple-protocol message
-    whose first parameter is the time left (`bounded_parameters`)."""
-    bounded_pieces: tuple[bytes, ...] = ()
+    whose first parameter is the time left."""
+    bounded_pieces: tuple[bytes, ...]
     """`bounded_text` split at its placeholders, for `bounded_query`."""
+
+    @classmethod
+    def of(cls, text: bytes) -> Statement:
+        """The statement of `text`, with its bounded form derived from it."""
+        bounded = b"set local statement_timeout = %s; " + text
+        return cls(text, bounded, tuple(bounded.split(b"%s")))
 
     def bounded_query(
         self, parameters: Sequence[Parameter], deadline: float, pgconn: PGconn
@@ -305,9 +306,7 @@ class StatementCache:
         shape = _shape(request, parameters)
         statement = self._statements.get(shape)
         if statement is None:
-            text = compile_request(request)[0].as_bytes(None)
-            bounded = b"set local statement_timeout = %s; " + text
-            statement = Statement(text, bounded, tuple(bounded.split(b"%s")))
+            statement = Statement.of(compile_request(request)[0].as_bytes(None))
             if len(self._statements) >= self._max_shapes:
                 self._statements.clear()
             self._statements[shape] = statement

@@ -57,10 +57,7 @@ def run(bench: Bench, report: Report) -> None:
 
 
 def _row(bench: Bench, prepare: bool) -> Row:
-    dsn, parameters = bench.database.dsn, bench.parameters
-    workers = parameters.threads
-    threads: list[Throughput] = []
-    tasks: list[Throughput] = []
+    dsn, workers = bench.database.dsn, bench.parameters.threads
     with (
         SessionManager.from_postgres(dsn, pool_size=workers, prepare=prepare) as manager,
         asyncio.Runner() as runner,
@@ -69,40 +66,17 @@ def _row(bench: Bench, prepare: bool) -> Row:
         try:
             thread_calls = [_adder(bench, manager) for _ in range(workers)]
             task_calls = [cast(AsyncCall, _adder(bench, async_manager)) for _ in range(workers)]
-            for round_number in range(parameters.throughput_rounds):
-                warmup = parameters.warmup if round_number == 0 else 0
-                threads.append(
-                    measure_throughput(
-                        thread_calls,
-                        operations_per_thread=parameters.operations_per_thread,
-                        warmup_per_thread=warmup,
-                    )
-                )
-                tasks.append(
-                    measure_async_throughput(
-                        runner,
-                        task_calls,
-                        operations_per_task=parameters.operations_per_thread,
-                        warmup_per_task=warmup,
-                    )
-                )
+            return _compared(
+                "prepared" if prepare else "unprepared", bench, runner, thread_calls, task_calls
+            )
         finally:
             runner.run(async_manager.aclose())
-    return {
-        "statements": "prepared" if prepare else "unprepared",
-        **_columns("threads", threads),
-        **_columns("tasks", tasks),
-        "ratio": _median_rate(tasks) / _median_rate(threads),
-    }
 
 
 def _raw_row(bench: Bench) -> Row:
     """Raw psycopg, same add_turn statement: threads on Connections, tasks on AsyncConnections."""
-    dsn, parameters = bench.database.dsn, bench.parameters
-    workers = parameters.threads
+    dsn, workers = bench.database.dsn, bench.parameters.threads
     options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
-    threads: list[Throughput] = []
-    tasks: list[Throughput] = []
     connections = [psycopg.connect(dsn, **options) for _ in range(workers)]
     with asyncio.Runner() as runner:
         async_connections = [
@@ -111,30 +85,44 @@ def _raw_row(bench: Bench) -> Row:
         try:
             thread_calls = [_raw_adder(bench, connection) for connection in connections]
             task_calls = [_raw_async_adder(bench, connection) for connection in async_connections]
-            for round_number in range(parameters.throughput_rounds):
-                warmup = parameters.warmup if round_number == 0 else 0
-                threads.append(
-                    measure_throughput(
-                        thread_calls,
-                        operations_per_thread=parameters.operations_per_thread,
-                        warmup_per_thread=warmup,
-                    )
-                )
-                tasks.append(
-                    measure_async_throughput(
-                        runner,
-                        task_calls,
-                        operations_per_task=parameters.operations_per_thread,
-                        warmup_per_task=warmup,
-                    )
-                )
+            return _compared("raw psycopg", bench, runner, thread_calls, task_calls)
         finally:
             for async_connection in async_connections:
                 runner.run(async_connection.close())
             for connection in connections:
                 connection.close()
+
+
+def _compared(
+    name: str,
+    bench: Bench,
+    runner: asyncio.Runner,
+    thread_calls: list[SyncCall],
+    task_calls: list[AsyncCall],
+) -> Row:
+    """Rounds that alternate the threads and the tasks; the row of their medians."""
+    parameters = bench.parameters
+    threads: list[Throughput] = []
+    tasks: list[Throughput] = []
+    for round_number in range(parameters.throughput_rounds):
+        warmup = parameters.warmup if round_number == 0 else 0
+        threads.append(
+            measure_throughput(
+                thread_calls,
+                operations_per_thread=parameters.operations_per_thread,
+                warmup_per_thread=warmup,
+            )
+        )
+        tasks.append(
+            measure_async_throughput(
+                runner,
+                task_calls,
+                operations_per_task=parameters.operations_per_thread,
+                warmup_per_task=warmup,
+            )
+        )
     return {
-        "statements": "raw psycopg",
+        "statements": name,
         **_columns("threads", threads),
         **_columns("tasks", tasks),
         "ratio": _median_rate(tasks) / _median_rate(threads),

@@ -461,13 +461,18 @@ def update_state(
     )
 
 
-def _state_function(
-    operation: str, function: str, scope: SessionScope, **arguments: JsonValue
-) -> Operation[SessionState]:
+def _session_function(
+    operation: str,
+    function: str,
+    scope: SessionScope,
+    answer: TypeAdapter[T],
+    **arguments: JsonValue,
+) -> Operation[T]:
+    """A call of a function taking the session's ids (and `arguments`), read as `answer`."""
     return Operation(
         request=Call(function, {**_session_arguments(scope), **arguments}),
-        parse=SessionState.model_validate,
-        parse_text=SessionState.model_validate_json,
+        parse=answer.validate_python,
+        parse_text=answer.validate_json,
         scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
     )
 
@@ -476,8 +481,8 @@ def add_intent_seen(session_id: Id, workspace_id: Id, intent: str) -> Operation[
     """Append an intent; the database assigns its order in the same statement."""
     scope = _scope(session_id, workspace_id)
     new = NewIntent.model_validate({"intent": intent})
-    return _state_function(
-        "add_intent_seen", schema.APPEND_INTENT_FUNCTION, scope, p_intent=new.intent
+    return _session_function(
+        "add_intent_seen", schema.APPEND_INTENT_FUNCTION, scope, _STATE, p_intent=new.intent
     )
 
 
@@ -487,10 +492,11 @@ def add_template_sent(
     """Record a template as sent (once: sending it again changes nothing)."""
     scope = _scope(session_id, workspace_id)
     new = NewTemplate.model_validate({"template_name": template_name})
-    return _state_function(
+    return _session_function(
         "add_template_sent",
         schema.APPEND_TEMPLATE_FUNCTION,
         scope,
+        _STATE,
         p_template_name=new.template_name,
     )
 
@@ -503,10 +509,11 @@ def update_captured_data(
     change = CapturedDataChange.model_validate(
         {"data": dict(data) if isinstance(data, Mapping) else data}
     )
-    return _state_function(
+    return _session_function(
         "update_captured_data",
         schema.MERGE_CAPTURED_DATA_FUNCTION,
         scope,
+        _STATE,
         p_data=change.data,
     )
 
@@ -623,37 +630,26 @@ def _recent_turns(
 ) -> Operation[list[AgentTurn]]:
     scope = _scope(session_id, workspace_id)
     page = RecentTurns(limit=limit, before_turn=before_turn)
-    return Operation(
-        request=Call(
-            schema.GET_RECENT_TURNS_FUNCTION,
-            {**_session_arguments(scope), "p_limit": page.limit, "p_before_turn": page.before_turn},
-        ),
-        parse=_TURNS.validate_python,
-        parse_text=_TURNS.validate_json,
-        scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
+    return _session_function(
+        operation,
+        schema.GET_RECENT_TURNS_FUNCTION,
+        scope,
+        _TURNS,
+        p_limit=page.limit,
+        p_before_turn=page.before_turn,
     )
 
 
 def pop_turn(session_id: Id, workspace_id: Id) -> Operation[AgentTurn | None]:
     """Remove the newest turn and take it off the totals; None when there is none."""
     scope = _scope(session_id, workspace_id)
-    return Operation(
-        request=Call(schema.POP_TURN_FUNCTION, _session_arguments(scope)),
-        parse=_MAYBE_TURN.validate_python,
-        parse_text=_MAYBE_TURN.validate_json,
-        scope=ErrorScope("pop_turn", scope.workspace_id, scope.session_id),
-    )
+    return _session_function("pop_turn", schema.POP_TURN_FUNCTION, scope, _MAYBE_TURN)
 
 
 def clear_turns(session_id: Id, workspace_id: Id) -> Operation[int]:
     """Remove every turn, totals to zero; how many were removed."""
     scope = _scope(session_id, workspace_id)
-    return Operation(
-        request=Call(schema.CLEAR_TURNS_FUNCTION, _session_arguments(scope)),
-        parse=_COUNT.validate_python,
-        parse_text=_COUNT.validate_json,
-        scope=ErrorScope("clear_turns", scope.workspace_id, scope.session_id),
-    )
+    return _session_function("clear_turns", schema.CLEAR_TURNS_FUNCTION, scope, _COUNT)
 
 
 def delete_session(session_id: Id, workspace_id: Id) -> Operation[None]:
@@ -786,6 +782,7 @@ def _nothing(answer: JSON) -> None:
         raise ValueError(f"expected no answer, got {type(answer).__name__}")
 
 
+_STATE = TypeAdapter(SessionState)
 _TURNS = TypeAdapter(list[AgentTurn])
 _SESSIONS = TypeAdapter(list[AgentSessionWithState])
 _MAYBE_TURN = TypeAdapter(AgentTurn | None)

@@ -1,8 +1,10 @@
-"""Round trips counted at the connection: every `execute` is one statement sent to the server.
+"""Round trips counted at the connection: every exchange with the server is one `wait()`.
 
-The pool checks each connection on checkout with an empty query (`ConnectionPool.check_
-connection` runs `execute("")`), which is a round trip of its own: it is counted apart from
-the operation's statements, not hidden in them.
+psycopg's `execute` waits once for its answer, and so does the transport, which sends its
+message on the connection without a cursor and waits for the answer itself: counting the
+waits counts both. The pool checks a connection on checkout with an empty query
+(`execute("")`), which is a round trip of its own: it is counted apart from the operation's
+statements, not hidden in them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import psycopg
-from psycopg.abc import Params, Query
+from psycopg.abc import Params, PQGen, Query
 from psycopg.rows import TupleRow
 
 T = TypeVar("T")
@@ -52,10 +54,10 @@ class RoundTripCounter:
         self._statements = 0
         self._checkout_checks = 0
 
-    def record(self, query: Query) -> None:
-        """Count one `execute`: the pool's empty checkout query, or a statement."""
+    def record(self, *, checkout_check: bool) -> None:
+        """Count one exchange: the pool's empty checkout query, or a statement."""
         with self._lock:
-            if query == _CHECKOUT_CHECK_QUERY:
+            if checkout_check:
                 self._checkout_checks += 1
             else:
                 self._statements += 1
@@ -77,7 +79,13 @@ ROUND_TRIPS = RoundTripCounter()
 
 
 class CountingConnection(psycopg.Connection[TupleRow]):
-    """A psycopg connection that reports each `execute` to ROUND_TRIPS before sending it."""
+    """A psycopg connection that reports each exchange with the server to ROUND_TRIPS.
+
+    Lent to one caller at a time by the pool, so the flag marking the checkout query needs
+    no lock.
+    """
+
+    _checking = False
 
     def execute(
         self,
@@ -87,8 +95,15 @@ class CountingConnection(psycopg.Connection[TupleRow]):
         prepare: bool | None = None,
         binary: bool = False,
     ) -> psycopg.Cursor[TupleRow]:
-        ROUND_TRIPS.record(query)
-        # The base class splits this signature into overloads (template strings take no
-        # params); passing the caller's arguments through unchanged satisfies whichever
-        # overload the caller matched.
-        return super().execute(query, params, prepare=prepare, binary=binary)  # type: ignore[arg-type]
+        self._checking = query == _CHECKOUT_CHECK_QUERY
+        try:
+            # The base class splits this signature into overloads (template strings take no
+            # params); passing the caller's arguments through unchanged satisfies whichever
+            # overload the caller matched.
+            return super().execute(query, params, prepare=prepare, binary=binary)  # type: ignore[arg-type]
+        finally:
+            self._checking = False
+
+    def wait(self, gen: PQGen[T], interval: float = 0.1, timeout: float | None = None) -> T:
+        ROUND_TRIPS.record(checkout_check=self._checking)
+        return super().wait(gen, interval, timeout)

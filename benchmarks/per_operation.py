@@ -55,6 +55,10 @@ def _measure(bench: Bench, case: Case) -> Row:
     latency, round_trips = ROUND_TRIPS.counted(
         lambda: measure_latency(call, iterations=parameters.iterations, warmup=0)
     )
+    if round_trips.statements < parameters.iterations:
+        # Every operation sends at least one statement: fewer means the counter missed the
+        # way the transport talks to the server, and the table would show a false 0.
+        raise RuntimeError(f"{case.name}: round trips were not counted ({round_trips})")
     single, many = (
         measure_throughput(
             [case.prepare(bench) for _ in range(threads)],

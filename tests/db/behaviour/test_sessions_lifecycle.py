@@ -3,6 +3,7 @@ both managers on the direct transport."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,8 @@ from agent_engine import (
     SessionManager,
     SessionNotFoundError,
 )
-from tests.db.behaviour.conftest import AGENT_ID
+from tests.db.behaviour.conftest import AGENT_ID, WORKERS, run_together
+from tests.db.conftest import Database
 from tests.managers import SpyTransport
 
 pytestmark = pytest.mark.db
@@ -195,6 +197,42 @@ def test_purge_by_age_keeps_recent_sessions(
 
     assert removed == 0
     assert plain_manager.get_session(session.id, workspace_id=workspace_id).id == session.id
+
+
+def test_purge_racing_add_turn_leaves_no_orphan_rows_and_only_not_found_errors(
+    plain_manager: SessionManager, database: Database, workspace_id: uuid.UUID
+) -> None:
+    manager = plain_manager
+    sessions = [new_session(manager, workspace_id, initial_mode="x") for _ in range(40)]
+    for session in sessions:
+        manager.close_session(session.id, session.version, workspace_id=workspace_id)
+    cutoff = datetime.now(UTC) + timedelta(minutes=1)  # every session, even one written now
+
+    def work(worker: int) -> int:
+        if worker == 0:
+            return manager.purge_sessions(
+                older_than=cutoff, workspace_id=workspace_id, batch_size=3
+            )
+        for session in sessions[worker :: WORKERS - 1] * 3:
+            # Purged first is the one error a writer may see; any other fails the test.
+            with contextlib.suppress(SessionNotFoundError):
+                manager.add_turn(session.id, workspace_id=workspace_id, role="user", content="late")
+        return 0
+
+    purged = sum(run_together(work, WORKERS))
+    # Sessions an add_turn held were skipped by that batch; a second purge takes them.
+    purged += manager.purge_sessions(older_than=cutoff, workspace_id=workspace_id)
+
+    assert purged == len(sessions)
+    ids = [session.id for session in sessions]
+    left = {
+        "agent_sessions": "select count(*) from public.agent_sessions where id = any(%s)",
+        "session_state": "select count(*) from public.session_state where session_id = any(%s)",
+        "agent_turns": "select count(*) from public.agent_turns where session_id = any(%s)",
+    }
+    with database.connect_as_owner() as owner:
+        counts = {table: owner.execute(query, (ids,)).fetchall() for table, query in left.items()}
+    assert counts == {table: [{"count": 0}] for table in left}
 
 
 @pytest.mark.parametrize(

@@ -205,6 +205,38 @@ def test_pop_turn_racing_add_turn_leaves_no_gap_and_no_duplicate_number(
     assert after.tokens_used == sum(turn.tokens_used for turn in turns)
 
 
+def test_clear_turns_racing_add_turn_leaves_numbers_from_one_and_matching_totals(
+    wide_manager: SessionManager, workspace_id: uuid.UUID
+) -> None:
+    session = new_session(wide_manager, workspace_id)
+    add_turns(wide_manager, session, 5)
+
+    def work(worker: int) -> int:
+        cleared = 0
+        for call in range(20):
+            if worker % 4 == 3:
+                cleared += wide_manager.clear_turns(session.id, workspace_id=workspace_id)
+            else:
+                wide_manager.add_turn(
+                    session.id,
+                    workspace_id=workspace_id,
+                    role="user",
+                    content=f"{worker}-{call}",
+                    tokens_used=1,
+                )
+        return cleared
+
+    cleared = sum(run_together(work, WORKERS))
+
+    turns = wide_manager.get_turns(session.id, workspace_id=workspace_id)
+    after = wide_manager.get_session(session.id, workspace_id=workspace_id)
+    assert [turn.turn_number for turn in turns] == list(range(1, len(turns) + 1))
+    assert after.turn_count == len(turns)
+    assert after.tokens_used == len(turns)
+    # Every turn added is either still there or was counted by exactly one clear.
+    assert cleared + len(turns) == 5 + 6 * 20
+
+
 # delete_session, delete_contact_data
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 
@@ -54,6 +55,22 @@ ONE_ROUND_TRIP: dict[str, Call] = {
         s.id, workspace_id=s.workspace_id
     ),
     "get_turn_count": lambda m, s: m.get_turn_count(s.id, workspace_id=s.workspace_id),
+    "add_turns": lambda m, s: m.add_turns(
+        s.id,
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        workspace_id=s.workspace_id,
+    ),
+    "get_recent_turns": lambda m, s: m.get_recent_turns(s.id, workspace_id=s.workspace_id, limit=5),
+    "pop_turn": lambda m, s: m.pop_turn(s.id, workspace_id=s.workspace_id),
+    "clear_turns": lambda m, s: m.clear_turns(s.id, workspace_id=s.workspace_id),
+    "list_sessions": lambda m, s: m.list_sessions(workspace_id=s.workspace_id, limit=5),
+    "delete_session": lambda m, s: m.delete_session(s.id, workspace_id=s.workspace_id),
+    "delete_contact_data": lambda m, s: m.delete_contact_data(
+        uuid.uuid4(), workspace_id=s.workspace_id
+    ),
+    "purge_sessions (one short batch)": lambda m, s: m.purge_sessions(
+        older_than=timedelta(days=1), workspace_id=s.workspace_id
+    ),
 }
 
 

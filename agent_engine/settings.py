@@ -251,7 +251,7 @@ class Settings(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _refuse_as_config_error(
-        cls, data: Any, handler: ModelWrapValidatorHandler[Settings], info: ValidationInfo[Any]
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings], info: ValidationInfo
     ) -> Settings:
         # pydantic's ValidationError keeps every refused input in errors() and json() (hiding
         # it only from str), so it is turned into a ConfigError naming the variables, raised

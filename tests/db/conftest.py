@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 
 from agent_engine.testing import supabase_roles_sql
 from tests.conftest import database_required
+from tests.db.supabase_path import direct_path, emulator, supabase_path  # noqa: F401
 from tests.db.wire import Wire
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]

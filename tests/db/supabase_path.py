@@ -17,7 +17,7 @@ import httpx
 import pytest
 from supabase import AsyncClient, AsyncClientOptions, Client, ClientOptions, create_client
 
-from agent_engine import AsyncSessionManager, SessionManager
+from agent_engine import AgentRegistry, AsyncSessionManager, SessionManager
 from agent_engine.settings import _ADMIN_OPTIONS, DEFAULT_TIMEOUT
 from tests.managers import Managers
 from tests.postgrest_emulator import PostgrestEmulator
@@ -50,7 +50,9 @@ def async_supabase_client(emulator: PostgrestEmulator) -> AsyncClient:
     return AsyncClient(PROJECT_URL, SERVICE_KEY, options)
 
 
-def supabase_manager(managers: Managers, emulator: PostgrestEmulator) -> SessionManager:
+def supabase_manager(
+    managers: Managers, emulator: PostgrestEmulator, *, registry: AgentRegistry | None = None
+) -> SessionManager:
     """A manager of the flavour over a client of the emulator; it owns its HTTP client.
 
     Closing it (`close()`, or `aclose()` for the async one) closes the httpx client, whose
@@ -61,8 +63,10 @@ def supabase_manager(managers: Managers, emulator: PostgrestEmulator) -> Session
 
     if managers.is_async:
         transport = AsyncPostgrestTransport(async_supabase_client(emulator), owns_client=True)
-        return managers.driven(AsyncSessionManager(transport))
-    return SessionManager(PostgrestTransport(supabase_client(emulator), owns_client=True))
+        return managers.driven(AsyncSessionManager(transport, registry=registry))
+    return SessionManager(
+        PostgrestTransport(supabase_client(emulator), owns_client=True), registry=registry
+    )
 
 
 @pytest.fixture

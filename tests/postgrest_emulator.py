@@ -7,7 +7,7 @@ turns each one into SQL the way PostgREST does, in one transaction per request:
 `request.headers`) set with `set_config(..., true)`, the statement, commit. A request that
 fails, or a singular one (`Accept: application/vnd.pgrst.object+json`) that does not find
 exactly one row, is rolled back. Answers and errors have PostgREST's shapes, statuses and
-headers (PostgREST v13: `Error.hs`, `Response.hs`; see /work/shared/postgrest-notes.md).
+headers (as PostgREST v13's `Error.hs` and `Response.hs` make them).
 
 Emulated, because the library sends it:
 
@@ -180,8 +180,6 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._functions: dict[str, list[_Function]] = {}
         self._columns: dict[str, tuple[str, ...] | None] = {}
         self._relationships: dict[tuple[str, str], list[_Relationship]] = {}
-        self.requests = 0
-        """How many requests were answered (errors included)."""
 
     # httpx
 
@@ -212,8 +210,6 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
         resource = path.removeprefix(REST_PREFIX)
         params = request.url.params.multi_items()
         singular = _singular(request.headers, request.method)
-        with self._lock:
-            self.requests += 1
         if resource.startswith("rpc/") and request.method == "POST":
             if params:
                 raise UnsupportedRequestError(f"query parameters on an RPC call: {params}")
@@ -527,7 +523,15 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if len(found) == 1:
             return found[0]
         if not found:
-            # A many-to-one embed (the parent's key to the child) is not emulated.
+            cursor.execute(
+                "select exists(select from pg_catalog.pg_constraint where contype = 'f'"
+                " and conrelid = %s::regclass and confrelid = %s::regclass)",
+                (f"{SCHEMA}.{parent}", f"{SCHEMA}.{child}"),
+            )
+            if _one(cursor)[0]:
+                raise UnsupportedRequestError(
+                    f"embedding {child} in {parent} is many-to-one, which is not emulated"
+                )
             return _error(
                 400,
                 "PGRST200",

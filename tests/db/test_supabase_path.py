@@ -28,7 +28,7 @@ from agent_engine import (
     VersionConflictError,
 )
 from agent_engine._async.postgrest_transport import AsyncPostgrestTransport
-from tests.db.conftest import Database
+from tests.db.conftest import Database, DatabaseFactory
 from tests.db.supabase_path import (
     PROJECT_URL,
     SERVICE_KEY,
@@ -642,3 +642,45 @@ async def test_eight_concurrent_tasks_on_the_async_manager_each_get_their_own_tr
     assert sorted(turn.turn_number for turn in added) == list(range(1, 9))
     assert numbers(turns) == list(range(1, 9))
     assert count == 8
+
+
+FUNCTION_SHAPES = """
+create function public.emulated_series(p_up_to integer) returns setof integer
+language sql as $$ select generate_series(1, p_up_to) $$;
+create function public.emulated_table(p_up_to integer, p_label text default 'n')
+returns table (n integer, label text)
+language sql as $$ select i, p_label || i from generate_series(1, p_up_to) as i $$;
+create function public.emulated_nothing(p_tags text[]) returns void
+language plpgsql as $$ begin perform p_tags; end $$;
+create function public.emulated_raise() returns integer
+language plpgsql as $$ begin raise sqlstate 'PT418' using message = 'teapot'; end $$;
+"""
+
+
+def test_the_emulator_answers_set_table_void_and_raising_functions_as_postgrest(
+    databases: DatabaseFactory,
+) -> None:
+    emulated = PostgrestEmulator(databases.create("strict", setup=FUNCTION_SHAPES).dsn)
+    with raw_client(emulated) as client:
+        series = client.post("/rpc/emulated_series", json={"p_up_to": 3})
+        table = client.post("/rpc/emulated_table", json={"p_up_to": 2})
+        nothing = client.post("/rpc/emulated_nothing", json={"p_tags": ["a", "b"]})
+        raised = client.post("/rpc/emulated_raise", json={})
+        wrong_keys = client.post("/rpc/emulated_series", json={"p_down_to": 3})
+    emulated.close()
+
+    assert (series.status_code, series.json()) == (200, [1, 2, 3])
+    assert series.headers["content-range"] == "0-2/*"
+    assert table.json() == [{"n": 1, "label": "n1"}, {"n": 2, "label": "n2"}]
+    assert (nothing.status_code, nothing.content) == (204, b"")
+    assert raised.status_code == 418
+    assert raised.json() == {"code": "PT418", "message": "teapot", "details": None, "hint": None}
+    assert (wrong_keys.status_code, wrong_keys.json()["code"]) == (404, "PGRST202")
+
+
+def test_the_emulator_raises_on_a_many_to_one_embed(emulator: PostgrestEmulator) -> None:
+    with (
+        raw_client(emulator) as client,
+        pytest.raises(UnsupportedRequestError, match="many-to-one"),
+    ):
+        client.get("/agent_turns", params={"select": "id,agent_sessions(*)"})

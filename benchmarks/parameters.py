@@ -41,6 +41,8 @@ class Parameters:
     client_cost_blocks: int
     """Blocks those calls are split into, alternating library and raw driver; CPU per call
     is the median over the blocks."""
+    order_check_writes_per_task: int
+    """add_items calls each of the concurrent tasks makes on one shared SDK session."""
 
     @classmethod
     def from_env(cls) -> Parameters:
@@ -66,6 +68,7 @@ class Parameters:
             intents_per_thread=50,
             client_cost_calls=2_000,
             client_cost_blocks=20,
+            order_check_writes_per_task=50,
         )
 
     @classmethod
@@ -86,6 +89,7 @@ class Parameters:
             intents_per_thread=50,
             client_cost_calls=20,
             client_cost_blocks=2,
+            order_check_writes_per_task=50,
         )
 
     def as_json(self) -> dict[str, Any]:

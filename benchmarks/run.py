@@ -3,9 +3,10 @@
 Sections: each operation's round trips, latency and throughput; guarded updates under
 contention; cost by session size; lost updates of a read-modify-write of intents; the
 client's CPU and wall time per operation against the raw driver's (sync and async, without
-and with prepared statements, and on the Supabase path); async tasks against threads;
-faults. Tables are printed as markdown and written to benchmarks/results.json (BENCH_QUICK=1:
-a smoke run whose results go to the temporary directory instead, leaving results.json alone).
+and with prepared statements, and on the Supabase path); async tasks against threads; the
+OpenAI Agents SDK adapter next to the SDK's SQLAlchemySession; faults. Tables are printed as
+markdown and written to benchmarks/results.json (BENCH_QUICK=1: a smoke run whose results go
+to the temporary directory instead, leaving results.json alone).
 Timings are noisy: compare them as ratios within one run, not across machines.
 """
 
@@ -28,6 +29,7 @@ from benchmarks import (
     faults,
     lifecycle,
     lost_updates,
+    openai_agents_sessions,
     per_operation,
     session_size,
     tasks_vs_threads,
@@ -51,6 +53,7 @@ SECTIONS: tuple[Section, ...] = (
     lost_updates.run,
     client_cost.run,
     tasks_vs_threads.run,
+    openai_agents_sessions.run,
     faults.run,
 )
 

@@ -52,6 +52,7 @@ NAMES = {
     "ALoopOwner": "LoopOwner",
     "asleep": "sleep",
     "aresolved": "resolved",
+    "aexchange": "exchange",
     "aclose": "close",
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",

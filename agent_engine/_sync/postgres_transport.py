@@ -28,11 +28,11 @@ from time import monotonic
 from typing import Any
 
 import psycopg
-from psycopg.generators import execute
 
 from agent_engine._connection_checks import PoolClosedError, PoolTimeoutError
 from agent_engine._dsn import parse_dsn
 from agent_engine._errors import ConfigError
+from agent_engine._postgres_exchange import exchange
 from agent_engine._postgres_sql import (
     SET_SESSION_TIMEOUT,
     STATEMENTS,
@@ -147,9 +147,8 @@ class PostgresTransport:
                 # The message is built and sent without a cursor, and the answer read as JSON
                 # text: what a ClientCursor would do, minus its general machinery, which
                 # cost more client CPU than the rest of the call (see _postgres_sql).
-                pgconn = connection.pgconn
-                pgconn.send_query(statement.bounded_query(parameters, deadline, pgconn))
-                values = first_values(connection.wait(execute(pgconn)), connection)
+                query = statement.bounded_query(parameters, deadline, connection.pgconn)
+                values = first_values(exchange(connection, query), connection)
         except psycopg.Error as error:
             return database_failure(error, self._secrets)
         finally:

@@ -14,9 +14,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from anyio.from_thread import BlockingPortal
+from psycopg.conninfo import make_conninfo
 
 from agent_engine import AgentTurn, AsyncSessionManager, SessionError
-from tests.db.behaviour.conftest import CALLS_PER_WORKER, WAIT_SECONDS, WORKERS
+from tests.db.behaviour.conftest import (
+    CALLS_PER_WORKER,
+    WAIT_SECONDS,
+    WORKERS,
+    wait_for_lock_waiters,
+)
 from tests.db.conftest import Database
 from tests.managers import LoopTicks
 
@@ -122,6 +128,55 @@ async def test_cancelling_a_call_blocked_on_a_lock_gives_its_connection_back_and
     assert [stored.content for stored in turns] == ["next"]
 
 
+async def test_cancelling_a_call_blocked_on_a_lock_cancels_its_statement_and_reuses_the_connection(
+    database: Database, workspace_id: uuid.UUID
+) -> None:
+    application_name = f"agent_engine_cancel_{uuid.uuid4().hex[:12]}"
+    dsn = make_conninfo(database.dsn, application_name=application_name)
+    async with AsyncSessionManager.from_postgres(dsn, pool_size=1) as manager:
+        session_id = await _new_session(manager, workspace_id)
+        with (
+            database.connect_as_owner() as observer,
+            database.connect_as_owner() as locker,
+            locker.transaction(),
+        ):
+            locker.execute(LOCK_SESSION, (session_id,))
+            blocked = asyncio.create_task(
+                manager.add_turn(
+                    session_id, workspace_id=workspace_id, role="user", content="cancelled"
+                )
+            )
+            [backend] = await asyncio.to_thread(wait_for_lock_waiters, observer)
+            blocked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await blocked
+
+            # The lock is still held: only a cancellation on the server ended the wait,
+            # before the cancelled call returned, and its answer was read to the end.
+            state = observer.execute(
+                "select state from pg_catalog.pg_stat_activity where pid = %s", (backend,)
+            ).fetchone()
+            assert state == {"state": "idle"}
+
+        turn = await asyncio.wait_for(
+            manager.add_turn(session_id, workspace_id=workspace_id, role="user", content="next"),
+            WAIT_SECONDS,
+        )
+        served_by = _backends_of(database, application_name)
+
+    assert turn.turn_number == 1
+    assert served_by == [backend]  # given back to the pool and reused, not replaced
+
+
+def _backends_of(database: Database, application_name: str) -> list[int]:
+    with database.connect_as_owner() as observer:
+        rows = observer.execute(
+            "select pid from pg_catalog.pg_stat_activity where application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return [int(row["pid"]) for row in rows]
+
+
 async def test_cancelling_a_task_queued_for_a_connection_leaves_the_queue(
     database: Database, workspace_id: uuid.UUID
 ) -> None:
@@ -151,6 +206,23 @@ async def test_cancelling_a_task_queued_for_a_connection_leaves_the_queue(
         )
 
     assert count == 1
+
+
+async def test_a_turn_larger_than_the_socket_buffers_is_sent_and_read_back_whole(
+    manager: AsyncSessionManager, workspace_id: uuid.UUID
+) -> None:
+    # Megabytes each way: the message leaves in several writes (the wait for a writable
+    # socket) and the answer arrives in several reads.
+    content = "".join(f"{index:07d} " for index in range(400_000))
+    session_id = await _new_session(manager, workspace_id)
+
+    turn = await asyncio.wait_for(
+        manager.add_turn(session_id, workspace_id=workspace_id, role="user", content=content),
+        WAIT_SECONDS,
+    )
+    [stored] = await manager.get_turns(session_id, workspace_id=workspace_id)
+
+    assert turn.content == stored.content == content
 
 
 async def test_a_manager_called_from_another_running_loop_refuses_without_sending(

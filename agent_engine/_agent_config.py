@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -90,11 +90,11 @@ class AgentConfig(_ConfigPart):
     def _validate_all_at_once(
         cls,
         data: Any,
-        handler: ModelWrapValidatorHandler[AgentConfig],
+        handler: ModelWrapValidatorHandler[Self],
         # Unused. mypy 2.4 types every wrap validator of a run like the first one it meets,
         # so all of them take the same arguments as Settings', which needs `info`.
         info: ValidationInfo[Any],
-    ) -> AgentConfig:
+    ) -> Self:
         agent_id = data.get("id") if isinstance(data, Mapping) else getattr(data, "id", None)
         agent_id = agent_id if isinstance(agent_id, str) else None
         try:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -251,8 +251,8 @@ class Settings(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _refuse_as_config_error(
-        cls, data: Any, handler: ModelWrapValidatorHandler[Settings], info: ValidationInfo
-    ) -> Settings:
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo[Any]
+    ) -> Self:
         # pydantic's ValidationError keeps every refused input in errors() and json() (hiding
         # it only from str), so it is turned into a ConfigError naming the variables, raised
         # outside the except block so that it is not even the __context__.

@@ -3,6 +3,8 @@ session ids become conversation ids, and what is refused before any request."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -161,3 +163,30 @@ async def test_an_item_postgres_cannot_store_is_refused_before_any_request(
     with pytest.raises(ValueError, match="U\\+0000"):
         await session.add_items([{"role": "user", "content": "nul \x00 here"}])
     assert await session.get_items(limit=0) == []
+
+
+def run_python(program: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 (this interpreter, fixed program)
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_the_core_never_imports_the_sdk() -> None:
+    completed = run_python(
+        "import sys, agent_engine\n"
+        "from agent_engine import AsyncSessionManager, SessionManager\n"
+        "assert 'agents' not in sys.modules, 'the core imported the SDK'\n"
+    )
+
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_without_the_sdk_the_adapter_says_which_extra_to_install() -> None:
+    completed = run_python(
+        "import sys\n"
+        "sys.modules['agents'] = None  # as if openai-agents were not installed\n"
+        "import agent_engine.integrations.openai_agents\n"
+    )
+
+    assert completed.returncode == 1
+    assert 'pip install "agent_engine[openai-agents]"' in completed.stderr

@@ -29,20 +29,11 @@ _PLACEHOLDERS = {
     "input_audio": "[audio]",
 }
 
-# What a model produces, as opposed to the user's input or a tool's output: the turn that
-# carries the tokens a model call reported.
-_MODEL_OUTPUT_KINDS = frozenset({"message", "function_call", "reasoning", "custom_tool_call"})
 
-
-def turn_of(item: Mapping[str, Any], tokens_used: int = 0) -> dict[str, Any]:
+def turn_of(item: Mapping[str, Any]) -> dict[str, Any]:
     """add_turns' mapping for one SDK item: derived role and content, the item in metadata."""
     role, content = describe(item)
-    return {
-        "role": role,
-        "content": content,
-        "tokens_used": tokens_used,
-        "metadata": {ITEM_KEY: dict(item)},
-    }
+    return {"role": role, "content": content, "metadata": {ITEM_KEY: dict(item)}}
 
 
 def item_of(role: TurnRole, content: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,11 +47,13 @@ def item_of(role: TurnRole, content: str, metadata: Mapping[str, Any]) -> dict[s
 
 
 def is_model_output(item: Mapping[str, Any]) -> bool:
-    """Whether a model call produced this item (an assistant message, a tool call...)."""
-    kind = item.get("type", "message")
+    """Whether a model call produced this item (an assistant message, reasoning, any tool
+    call), as opposed to the user's input or a tool's output: the turn that carries the
+    tokens a model call reported."""
+    kind = str(item.get("type", "message"))
     if kind == "message":
         return item.get("role") == "assistant"
-    return kind in _MODEL_OUTPUT_KINDS or kind.endswith("_call")
+    return kind == "reasoning" or kind.endswith("_call")
 
 
 def describe(item: Mapping[str, Any]) -> tuple[TurnRole, str]:

@@ -207,10 +207,12 @@ class AgentEngineSession:
         batches = [
             turns[start : start + MAX_PAGE_SIZE] for start in range(0, len(turns), MAX_PAGE_SIZE)
         ]
-        # Checked here as well as by add_turns, so that bad input is refused before any
-        # request: before the get-or-create of a first call, before a first batch of 1,000.
-        for batch in batches:
-            NewTurns.model_validate({"turns": batch})
+        if len(batches) > 1 or self._session_ids.get(self._key(workspace_id)) is None:
+            # add_turns checks a batch before sending it; when something else would be sent
+            # first (a conversation's get-or-create, an earlier batch), every batch is
+            # checked here too, so that bad input is refused before any request.
+            for batch in batches:
+                NewTurns.model_validate({"turns": batch})
         run_total = self._charge_tokens(items, turns, wrapper)
 
         async def store(session_id: uuid.UUID) -> None:
@@ -253,6 +255,10 @@ class AgentEngineSession:
         assert self._workspace_from_context is not None
         return _workspace(self._workspace_from_context(wrapper.context))
 
+    def _key(self, workspace_id: uuid.UUID) -> tuple[uuid.UUID, str, uuid.UUID]:
+        """Which conversation's session row, in the manager's memory of them."""
+        return (workspace_id, self._agent_id, self._conversation_id)
+
     async def _on_session(
         self,
         workspace_id: uuid.UUID,
@@ -260,7 +266,7 @@ class AgentEngineSession:
     ) -> Result:
         """Runs `call` on the conversation's session row, found or created first if this
         manager does not know it, and again once on a new row if the known one is gone."""
-        key = (workspace_id, self._agent_id, self._conversation_id)
+        key = self._key(workspace_id)
         known = self._session_ids.get(key)
         if known is not None:
             try:

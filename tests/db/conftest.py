@@ -20,12 +20,14 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import uuid
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self, TypeVar
 
 import psycopg
 import pytest
@@ -212,6 +214,42 @@ class Database:
     def connect_as_owner(self) -> psycopg.Connection[DictRow]:
         """A superuser connection (the role migrations run as), in autocommit mode."""
         return psycopg.connect(self.dsn, autocommit=True, row_factory=dict_row)
+
+
+Result = TypeVar("Result")
+
+
+def run_concurrently(
+    database: Database, work: Callable[[int, PostgrestConnection], Result], workers: int
+) -> list[Result]:
+    """Runs work(worker_index, connection) in `workers` threads released together, each with
+    its own service_role connection (so every call is its own transaction, as behind
+    PostgREST); their results, in worker order."""
+    barrier = threading.Barrier(workers)
+
+    def worker(index: int) -> Result:
+        try:
+            connection = database.connect_as("service_role")
+        except BaseException:
+            barrier.abort()
+            raise
+        with connection:
+            barrier.wait(timeout=30)
+            return work(index, connection)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(worker, index) for index in range(workers)]
+        return [future.result(timeout=120) for future in futures]
+
+
+def backends_of(database: Database, application_name: str) -> list[int]:
+    """The server processes serving connections of that application_name."""
+    with database.connect_as_owner() as observer:
+        rows = observer.execute(
+            "select pid from pg_catalog.pg_stat_activity where application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return [int(row["pid"]) for row in rows]
 
 
 def apply_migrations(connection: psycopg.Connection[Any]) -> None:

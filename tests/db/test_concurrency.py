@@ -7,16 +7,13 @@ call is its own transaction, as it would be behind PostgREST. The workers start 
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from psycopg import sql
 
-from tests.db.conftest import Database, PostgrestConnection
+from tests.db.conftest import Database, PostgrestConnection, run_concurrently
 
 pytestmark = pytest.mark.db
 
@@ -24,31 +21,6 @@ WORKERS = 8
 CALLS_PER_WORKER = 50
 GUARDED_UPDATES_PER_WORKER = 25
 MAX_ATTEMPTS_PER_UPDATE = 1000
-
-Result = TypeVar("Result")
-
-
-def run_concurrently(
-    database: Database,
-    work: Callable[[int, PostgrestConnection], Result],
-    workers: int = WORKERS,
-) -> list[Result]:
-    """Runs work(worker_index, connection) in `workers` threads at once; their results."""
-    barrier = threading.Barrier(workers)
-
-    def worker(index: int) -> Result:
-        try:
-            connection = database.connect_as("service_role")
-        except BaseException:
-            barrier.abort()
-            raise
-        with connection:
-            barrier.wait(timeout=30)
-            return work(index, connection)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(worker, index) for index in range(workers)]
-        return [future.result() for future in futures]
 
 
 def scope(session: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +41,7 @@ def test_concurrent_intent_appends_lose_nothing_and_number_orders_1_to_n(
                 "agent_engine_append_intent", **scope(session), p_intent=f"intent-{index}-{call}"
             )
 
-    run_concurrently(database, work)
+    run_concurrently(database, work, WORKERS)
 
     (state,) = service.get("session_state", session_id=session["id"])
     intents = state["intents_seen"]
@@ -101,7 +73,7 @@ def test_concurrent_turns_get_numbers_1_to_n_and_exact_totals(
             for call in range(CALLS_PER_WORKER)
         ]
 
-    numbers_by_worker = run_concurrently(database, work)
+    numbers_by_worker = run_concurrently(database, work, WORKERS)
 
     total = WORKERS * CALLS_PER_WORKER
     returned = sorted(number for numbers in numbers_by_worker for number in numbers)
@@ -141,7 +113,7 @@ def test_concurrent_retries_with_the_same_idempotency_keys_store_each_turn_once(
             ids[keys[number]] = turn["id"]
         return ids
 
-    ids_by_worker = run_concurrently(database, work)
+    ids_by_worker = run_concurrently(database, work, WORKERS)
 
     for key in keys:
         assert len({ids[key] for ids in ids_by_worker}) == 1, key
@@ -188,7 +160,7 @@ def test_concurrent_version_guarded_updates_apply_every_update_exactly_once(
                 pytest.fail(f"{mode} was not applied after {MAX_ATTEMPTS_PER_UPDATE} attempts")
         return applied
 
-    applied_by_worker = run_concurrently(database, work)
+    applied_by_worker = run_concurrently(database, work, WORKERS)
 
     successes = sum(len(applied) for applied in applied_by_worker)
     assert successes == WORKERS * GUARDED_UPDATES_PER_WORKER
@@ -221,7 +193,7 @@ def test_concurrent_get_or_create_returns_one_session(
         )
         return result
 
-    sessions = run_concurrently(database, work)
+    sessions = run_concurrently(database, work, WORKERS)
 
     assert len({session["id"] for session in sessions}) == 1
     assert all(session["session_state"]["session_id"] == sessions[0]["id"] for session in sessions)

@@ -28,7 +28,7 @@ from tests.db.behaviour.conftest import (
     sample_registry,
     wait_for_lock_waiters,
 )
-from tests.db.conftest import Database
+from tests.db.conftest import Database, backends_of
 from tests.leaks import observe
 from tests.managers import Managers
 
@@ -72,15 +72,6 @@ def dropped_full_pool(
     fill_pool(manager, database, POOL_SIZE)
     assert kill_all(database, application_name) == POOL_SIZE
     return session.id, workspace_id
-
-
-def backends_of(database: Database, application_name: str) -> list[int]:
-    with database.connect_as_owner() as observer:
-        rows = observer.execute(
-            "select pid from pg_catalog.pg_stat_activity where application_name = %s",
-            (application_name,),
-        ).fetchall()
-    return [int(row["pid"]) for row in rows]
 
 
 def kill_all(database: Database, application_name: str) -> int:

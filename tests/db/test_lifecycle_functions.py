@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from tests.db.conftest import Database, DatabaseFactory, PostgrestConnection
+from tests.db.conftest import Database, DatabaseFactory, PostgrestConnection, run_concurrently
 
 pytestmark = pytest.mark.db
 
@@ -160,21 +160,9 @@ def run_workers(
     database: Database, workers: list[Callable[[PostgrestConnection], Any]]
 ) -> list[Any]:
     """Runs each worker in its own thread with its own service_role connection, all at once."""
-    barrier = threading.Barrier(len(workers))
-
-    def run(work: Callable[[PostgrestConnection], Any]) -> Any:
-        try:
-            connection = database.connect_as("service_role")
-        except BaseException:
-            barrier.abort()
-            raise
-        with connection:
-            barrier.wait(timeout=30)
-            return work(connection)
-
-    with ThreadPoolExecutor(max_workers=len(workers)) as pool:
-        futures = [pool.submit(run, work) for work in workers]
-        return [future.result(timeout=120) for future in futures]
+    return run_concurrently(
+        database, lambda index, connection: workers[index](connection), len(workers)
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tests.db.behaviour.conftest import (
     WORKERS,
     wait_for_lock_waiters,
 )
-from tests.db.conftest import Database
+from tests.db.conftest import Database, backends_of
 from tests.managers import LoopTicks
 
 pytestmark = [pytest.mark.db, pytest.mark.anyio]
@@ -162,19 +162,10 @@ async def test_cancelling_a_call_blocked_on_a_lock_cancels_its_statement_and_reu
             manager.add_turn(session_id, workspace_id=workspace_id, role="user", content="next"),
             WAIT_SECONDS,
         )
-        served_by = _backends_of(database, application_name)
+        served_by = backends_of(database, application_name)
 
     assert turn.turn_number == 1
     assert served_by == [backend]  # given back to the pool and reused, not replaced
-
-
-def _backends_of(database: Database, application_name: str) -> list[int]:
-    with database.connect_as_owner() as observer:
-        rows = observer.execute(
-            "select pid from pg_catalog.pg_stat_activity where application_name = %s",
-            (application_name,),
-        ).fetchall()
-    return [int(row["pid"]) for row in rows]
 
 
 async def test_cancelling_a_task_queued_for_a_connection_leaves_the_queue(

@@ -242,6 +242,31 @@ def run_concurrently(
         return [future.result(timeout=120) for future in futures]
 
 
+NOT_FOUND = "PT404"
+"""The SQLSTATE of a session missing from the workspace (PostgREST answers 404)."""
+
+
+def assert_not_found_alike(
+    service: PostgrestConnection, function: str, session_id: Any, arguments: Mapping[str, Any]
+) -> None:
+    """Calling `function` on the session from another workspace, and on a session that does
+    not exist, raises PT404 with the same wording, so that a caller cannot probe other
+    workspaces' session ids."""
+    other_workspace, missing_session = uuid.uuid4(), uuid.uuid4()
+    messages = []
+    for candidate in (session_id, missing_session):
+        with pytest.raises(psycopg.Error) as caught:
+            service.rpc(
+                function, p_session_id=candidate, p_workspace_id=other_workspace, **arguments
+            )
+        assert caught.value.sqlstate == NOT_FOUND
+        messages.append(caught.value.diag.message_primary)
+    assert messages == [
+        f"session {session_id} not found in workspace {other_workspace}",
+        f"session {missing_session} not found in workspace {other_workspace}",
+    ]
+
+
 def backends_of(database: Database, application_name: str) -> list[int]:
     """The server processes serving connections of that application_name."""
     with database.connect_as_owner() as observer:

@@ -11,11 +11,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from tests.db.conftest import PostgrestConnection
+from tests.db.conftest import PostgrestConnection, assert_not_found_alike
 
 pytestmark = pytest.mark.db
 
-NOT_FOUND = "PT404"
 INVALID_ARGUMENT = "22023"
 UNIQUE_VIOLATION = "23505"
 CHECK_VIOLATION = "23514"
@@ -208,22 +207,7 @@ def test_session_function_raises_pt404_with_the_same_message_for_missing_and_for
     function: str,
     arguments: dict[str, Any],
 ) -> None:
-    other_workspace = uuid.uuid4()
-    missing_session = uuid.uuid4()
-    messages = []
-    for session_id in (session["id"], missing_session):
-        with pytest.raises(psycopg.Error) as caught:
-            service.rpc(
-                function, p_session_id=session_id, p_workspace_id=other_workspace, **arguments
-            )
-        assert caught.value.sqlstate == NOT_FOUND
-        messages.append(caught.value.diag.message_primary)
-    # Same wording whether the session is missing or belongs to another workspace, so a
-    # caller cannot probe other workspaces' session ids.
-    assert messages == [
-        f"session {session['id']} not found in workspace {other_workspace}",
-        f"session {missing_session} not found in workspace {other_workspace}",
-    ]
+    assert_not_found_alike(service, function, session["id"], arguments)
     # The other workspace's call changed nothing in the session.
     assert stored_session(service, session)["updated_at"] == datetime.fromisoformat(
         session["updated_at"]

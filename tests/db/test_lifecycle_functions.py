@@ -22,11 +22,17 @@ from psycopg import sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
-from tests.db.conftest import Database, DatabaseFactory, PostgrestConnection, run_concurrently
+from tests.db.conftest import (
+    NOT_FOUND,
+    Database,
+    DatabaseFactory,
+    PostgrestConnection,
+    assert_not_found_alike,
+    run_concurrently,
+)
 
 pytestmark = pytest.mark.db
 
-NOT_FOUND = "PT404"
 IDEMPOTENCY_CONFLICT = "PT409"
 INVALID_ARGUMENT = "22023"
 CHECK_VIOLATION = "23514"
@@ -601,20 +607,8 @@ def test_session_function_raises_pt404_with_one_message_for_missing_and_foreign_
 ) -> None:
     add_turn(service, session, "kept")
     before = stored_session(service, session)
-    other_workspace, missing_session = uuid.uuid4(), uuid.uuid4()
-    messages = []
-    for session_id in (session["id"], missing_session):
-        with pytest.raises(psycopg.Error) as caught:
-            service.rpc(
-                function, p_session_id=session_id, p_workspace_id=other_workspace, **arguments
-            )
-        assert caught.value.sqlstate == NOT_FOUND
-        messages.append(caught.value.diag.message_primary)
 
-    assert messages == [
-        f"session {session['id']} not found in workspace {other_workspace}",
-        f"session {missing_session} not found in workspace {other_workspace}",
-    ]
+    assert_not_found_alike(service, function, session["id"], arguments)
     assert stored_session(service, session) == before
     assert [turn["content"] for turn in stored_turns(service, session)] == ["kept"]
 

@@ -17,13 +17,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from tests.db.conftest import ApiRole, Database
+from tests.db.conftest import NOT_FOUND, ApiRole, Database
 from tests.db.test_privileges import FUNCTIONS as FIRST_FUNCTIONS
 
 pytestmark = pytest.mark.db
 
 INSUFFICIENT_PRIVILEGE = "42501"
-NOT_FOUND = "PT404"
 CLIENT_ROLES: tuple[ApiRole, ...] = ("anon", "authenticated")
 PURGE_PROCEDURE = "agent_engine_purge_sessions"
 LONG_AGO = datetime(1990, 1, 1, tzinfo=UTC)

@@ -18,12 +18,11 @@ from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
 from tests.db.conftest import NOT_FOUND, ApiRole, Database
+from tests.db.test_privileges import CLIENT_ROLES, INSUFFICIENT_PRIVILEGE, assert_cannot_execute
 from tests.db.test_privileges import FUNCTIONS as FIRST_FUNCTIONS
 
 pytestmark = pytest.mark.db
 
-INSUFFICIENT_PRIVILEGE = "42501"
-CLIENT_ROLES: tuple[ApiRole, ...] = ("anon", "authenticated")
 PURGE_PROCEDURE = "agent_engine_purge_sessions"
 LONG_AGO = datetime(1990, 1, 1, tzinfo=UTC)
 
@@ -86,10 +85,7 @@ def call_procedure(connection: psycopg.Connection[Any]) -> None:
 def test_client_roles_cannot_execute_the_lifecycle_functions(
     regime_database: Database, role: ApiRole, function: str
 ) -> None:
-    with regime_database.connect_as(role) as client, pytest.raises(psycopg.Error) as caught:
-        client.rpc(function, **function_calls()[function])
-    assert caught.value.sqlstate == INSUFFICIENT_PRIVILEGE
-    assert caught.value.diag.message_primary == f"permission denied for function {function}"
+    assert_cannot_execute(regime_database, role, function, function_calls()[function])
 
 
 @pytest.mark.parametrize("role", CLIENT_ROLES)

@@ -46,6 +46,16 @@ def function_calls() -> dict[str, dict[str, Any]]:
 FUNCTIONS = sorted(function_calls())
 
 
+def assert_cannot_execute(
+    database: Database, role: ApiRole, function: str, arguments: dict[str, Any]
+) -> None:
+    """A well-formed call of `function` as `role` is refused for lack of the privilege."""
+    with database.connect_as(role) as client, pytest.raises(psycopg.Error) as caught:
+        client.rpc(function, **arguments)
+    assert caught.value.sqlstate == INSUFFICIENT_PRIVILEGE
+    assert caught.value.diag.message_primary == f"permission denied for function {function}"
+
+
 def attempt(client: PostgrestConnection, table: str, operation: str) -> None:
     workspace_id = uuid.uuid4()
     if operation == "select":
@@ -75,10 +85,7 @@ def test_client_roles_cannot_touch_the_tables(
 def test_client_roles_cannot_execute_the_functions(
     regime_database: Database, role: ApiRole, function: str
 ) -> None:
-    with regime_database.connect_as(role) as client, pytest.raises(psycopg.Error) as caught:
-        client.rpc(function, **function_calls()[function])
-    assert caught.value.sqlstate == INSUFFICIENT_PRIVILEGE
-    assert caught.value.diag.message_primary == f"permission denied for function {function}"
+    assert_cannot_execute(regime_database, role, function, function_calls()[function])
 
 
 def test_service_role_can_select_insert_update_and_delete_every_table(

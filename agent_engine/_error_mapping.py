@@ -47,7 +47,7 @@ def is_retryable(failure: Failure) -> bool:
 ErrorFactory = Callable[[Failure], AgentEngineError]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built on every call: see Operation on why not frozen
 class ErrorScope:
     """What an operation was doing and for which session/workspace, to name it in errors.
 

@@ -107,9 +107,13 @@ class SecondLook:
     explain: Callable[[JSON], AgentEngineError]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Operation(Generic[T]):
     """One round trip (two only on a guarded update's no-match path) and its meaning.
+
+    Not frozen, like the ErrorScope it holds: one is built on every call, and a frozen
+    dataclass's __init__ costs twice as much (client CPU is what this library adds to the
+    driver's). Nothing changes one after it is built.
 
     `parse` reads the decoded answer; `parse_text`, when given, reads an answer a transport
     left in JSON text (JSONText) directly, and must mean the same as `parse`.

@@ -57,7 +57,7 @@ class _Waiter:
     closed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per putconn: not frozen, whose __init__ costs twice as much
 class _Idle:
     connection: psycopg.AsyncConnection[Any]
     returned_at: float

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from agent_engine import SessionManager
 from tests.managers import SpyTransport
@@ -44,8 +44,14 @@ def _refused_or_none(call: Any) -> ValueError | None:
     return None
 
 
+QUOTING_HAZARDS = "it's 100%s off; %% %(name)s %d \\' \\\\ '); drop table agent_turns; --"
+"""Text the direct transport must quote, never read: a quote, backslashes (libpq then writes
+an E'' literal), and the %-directives of the template its message is formatted with."""
+
+
 @PROPERTY_SETTINGS
 @given(content=texts, key=texts)
+@example(content=QUOTING_HAZARDS, key=QUOTING_HAZARDS)
 def test_turn_text_is_stored_exactly_or_refused_before_any_statement(
     plain_spy_manager: SessionManager,
     spy: SpyTransport,

@@ -184,7 +184,9 @@ def _session_with_state(row: JSON) -> AgentSessionWithState:
     return AgentSessionWithState.model_validate(row)
 
 
-def _new_session_operation(function: str, new: NewSession) -> Operation[AgentSessionWithState]:
+def _new_session_operation(
+    operation: str, function: str, new: NewSession
+) -> Operation[AgentSessionWithState]:
     state = new.initial_state
 
     def already_active(failure: Failure) -> AgentEngineError:
@@ -214,7 +216,7 @@ def _new_session_operation(function: str, new: NewSession) -> Operation[AgentSes
         ),
         parse=_session_with_state,
         parse_text=AgentSessionWithState.model_validate_json,
-        scope=ErrorScope(function, new.workspace_id, by_code={"23505": already_active}),
+        scope=ErrorScope(operation, new.workspace_id, by_code={"23505": already_active}),
     )
 
 
@@ -225,7 +227,9 @@ def create_session(
 
     `fields`: create_session's keyword arguments (see `new_session`).
     """
-    return _new_session_operation(schema.CREATE_SESSION_FUNCTION, new_session(registry, fields))
+    return _new_session_operation(
+        "create_session", schema.CREATE_SESSION_FUNCTION, new_session(registry, fields)
+    )
 
 
 def get_or_create_session(
@@ -233,7 +237,9 @@ def get_or_create_session(
 ) -> Operation[AgentSessionWithState]:
     """The active session for the conversation and agent, created if there is none."""
     return _new_session_operation(
-        schema.GET_OR_CREATE_SESSION_FUNCTION, new_session(registry, fields)
+        "get_or_create_session",
+        schema.GET_OR_CREATE_SESSION_FUNCTION,
+        new_session(registry, fields),
     )
 
 
@@ -316,13 +322,16 @@ def update_session_with_version(
     workspace_id: Id,
     registry: AgentRegistry | None,
     fields: Mapping[str, Any],
+    *,
+    operation: str = "update_session_with_version",
 ) -> Operation[AgentSession]:
     """PATCH the session where id, workspace_id and version match (and the change is allowed).
 
     `fields`: expected_version and the fields to set (None: unchanged); at least one must
     change. The transition rules are conditions of the same UPDATE, so they are checked
     against the row as it is when written, not as it was read. No match: a second read says
-    why. Raises InvalidTransitionError at once when no registered agent has the target mode.
+    why. `operation`: the public method its errors name (see `change_status`). Raises
+    InvalidTransitionError at once when no registered agent has the target mode.
     """
     changes = SessionChanges.model_validate(fields)
     if not changes.as_row():
@@ -346,7 +355,7 @@ def update_session_with_version(
         parse=AgentSession.model_validate,
         parse_text=AgentSession.model_validate_json,
         scope=ErrorScope(
-            "update_session_with_version",
+            operation,
             scope.workspace_id,
             scope.session_id,
             by_code={"23505": lambda failure: _another_active(scope, failure)},
@@ -359,6 +368,22 @@ def update_session_with_version(
             ),
             lambda row: _why_no_match(change, row),
         ),
+    )
+
+
+def change_status(
+    operation: str,
+    session_id: Id,
+    workspace_id: Id,
+    registry: AgentRegistry | None,
+    expected_version: int,
+    status: SessionStatus,
+) -> Operation[AgentSession]:
+    """close_session, handoff_session, pause_session or resume_session (`operation`): the
+    guarded update of the status alone, its errors named after that method."""
+    fields = {"expected_version": expected_version, "status": status}
+    return update_session_with_version(
+        session_id, workspace_id, registry, fields, operation=operation
     )
 
 

@@ -267,27 +267,45 @@ class AsyncSessionManager:
         self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
     ) -> AgentSession:
         """Close the session (final); the conversation may then start a new one."""
-        return await self.update_session_with_version(
-            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.CLOSED
+        return await self._run(
+            operations.change_status(
+                "close_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.CLOSED,
+            )
         )
 
     async def handoff_session(
         self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
     ) -> AgentSession:
         """Hand the conversation over to a human (status `handed_off`)."""
-        return await self.update_session_with_version(
-            session_id,
-            expected_version,
-            workspace_id=workspace_id,
-            status=SessionStatus.HANDED_OFF,
+        return await self._run(
+            operations.change_status(
+                "handoff_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.HANDED_OFF,
+            )
         )
 
     async def pause_session(
         self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
     ) -> AgentSession:
         """Pause an active session."""
-        return await self.update_session_with_version(
-            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.PAUSED
+        return await self._run(
+            operations.change_status(
+                "pause_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.PAUSED,
+            )
         )
 
     async def resume_session(
@@ -297,8 +315,15 @@ class AsyncSessionManager:
 
         Raises SessionAlreadyActiveError if the conversation got another active session.
         """
-        return await self.update_session_with_version(
-            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.ACTIVE
+        return await self._run(
+            operations.change_status(
+                "resume_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.ACTIVE,
+            )
         )
 
     async def mutate_session(

@@ -264,27 +264,45 @@ class SessionManager:
         self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
     ) -> AgentSession:
         """Close the session (final); the conversation may then start a new one."""
-        return self.update_session_with_version(
-            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.CLOSED
+        return self._run(
+            operations.change_status(
+                "close_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.CLOSED,
+            )
         )
 
     def handoff_session(
         self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
     ) -> AgentSession:
         """Hand the conversation over to a human (status `handed_off`)."""
-        return self.update_session_with_version(
-            session_id,
-            expected_version,
-            workspace_id=workspace_id,
-            status=SessionStatus.HANDED_OFF,
+        return self._run(
+            operations.change_status(
+                "handoff_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.HANDED_OFF,
+            )
         )
 
     def pause_session(
         self, session_id: UUID | str, expected_version: int, *, workspace_id: UUID | str
     ) -> AgentSession:
         """Pause an active session."""
-        return self.update_session_with_version(
-            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.PAUSED
+        return self._run(
+            operations.change_status(
+                "pause_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.PAUSED,
+            )
         )
 
     def resume_session(
@@ -294,8 +312,15 @@ class SessionManager:
 
         Raises SessionAlreadyActiveError if the conversation got another active session.
         """
-        return self.update_session_with_version(
-            session_id, expected_version, workspace_id=workspace_id, status=SessionStatus.ACTIVE
+        return self._run(
+            operations.change_status(
+                "resume_session",
+                session_id,
+                workspace_id,
+                self._registry,
+                expected_version,
+                SessionStatus.ACTIVE,
+            )
         )
 
     def mutate_session(

@@ -5,12 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 
-from agent_engine import AgentSessionWithState, SessionManager, VersionConflictError
+from agent_engine import (
+    AgentRegistry,
+    AgentSessionWithState,
+    Failure,
+    SessionError,
+    SessionManager,
+    VersionConflictError,
+)
+from agent_engine._transport import JSON, Request
 from tests.db.behaviour.conftest import AGENT_ID
-from tests.managers import SpyTransport
+from tests.managers import Managers, SpyTransport
 
 pytestmark = pytest.mark.db
 
@@ -95,6 +104,44 @@ def test_each_operation_takes_one_round_trip(
     ONE_ROUND_TRIP[operation](spy_manager, spied_session)
 
     assert len(spy.requests) == 1
+
+
+INTERNAL_ERROR = Failure(code="XX000", message="internal error")
+"""A failure no operation gives a meaning of its own."""
+
+
+class _FailingTransport:
+    def execute(self, request: Request) -> JSON | Failure:
+        return INTERNAL_ERROR
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _AsyncFailingTransport:
+    async def execute(self, request: Request) -> JSON | Failure:
+        return INTERNAL_ERROR
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+@pytest.mark.parametrize("operation", sorted(ONE_ROUND_TRIP))
+def test_each_operation_s_errors_carry_its_public_method_s_name(
+    managers: Managers,
+    registry: AgentRegistry,
+    spied_session: AgentSessionWithState,
+    operation: str,
+) -> None:
+    method = operation.split(" ")[0]
+    failing = _AsyncFailingTransport() if managers.is_async else _FailingTransport()
+    manager = managers.over(cast(Any, failing), registry=registry)
+
+    with pytest.raises(SessionError) as caught:
+        ONE_ROUND_TRIP[operation](manager, spied_session)
+
+    assert str(caught.value).startswith(f"{method} failed for ")
+    assert caught.value.code == INTERNAL_ERROR.code
 
 
 def test_guarded_update_that_matches_nothing_takes_a_second_read_to_say_why(

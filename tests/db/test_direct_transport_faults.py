@@ -28,15 +28,13 @@ from tests.db.behaviour.conftest import (
     sample_registry,
     wait_for_lock_waiters,
 )
-from tests.db.conftest import Database, backends_of
+from tests.db.conftest import TIMEOUT_MARGIN_SECONDS, Database, backends_of
 from tests.leaks import observe
 from tests.managers import Managers
 
 POOL_SIZE = 8
 FIRST_CALL_AFTER_A_DROP_SECONDS = 1.0
 """The first call after a drop completes (or fails, typed) within this."""
-TIMEOUT_MARGIN_SECONDS = 0.5
-"""How much longer than the manager's timeout a bounded call may take."""
 
 
 @pytest.fixture

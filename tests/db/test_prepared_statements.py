@@ -38,12 +38,10 @@ from tests.db.behaviour.conftest import (
     sample_registry,
     wait_for_lock_waiters,
 )
-from tests.db.conftest import Database
+from tests.db.conftest import TIMEOUT_MARGIN_SECONDS, Database
 from tests.db.wire import TracedAsyncConnection, TracedConnection, Wire
 from tests.managers import Managers
 
-TIMEOUT_MARGIN_SECONDS = 0.5
-"""How much longer than the time it has left a bounded call may take."""
 LOCK_SESSION = "select 1 from public.agent_sessions where id = %s for update"
 
 

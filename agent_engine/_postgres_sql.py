@@ -20,6 +20,8 @@ from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import pq, sql
+from psycopg.abc import Buffer
+from psycopg.adapt import AdaptersMap, Loader
 from psycopg.pq.abc import PGconn, PGresult
 
 from agent_engine import _schema as schema
@@ -125,7 +127,7 @@ def connection_options(
     """
     options: dict[str, Any] = {"autocommit": True}
     if prepare:
-        options["prepare_threshold"] = _PREPARED_ONLY_WHEN_ASKED
+        options.update(prepare_threshold=_PREPARED_ONLY_WHEN_ASKED, context=_JSON_AS_TEXT)
     else:
         options.update(prepare_threshold=None, cursor_factory=client_cursor)
     # A vanished peer (no reset, no FIN) would otherwise hold a call for the kernel's TCP
@@ -140,6 +142,25 @@ def connection_options(
     options.update({name: value for name, value in network.items() if name not in parameters})
     return options
 
+
+class _JSONTextLoader(Loader):
+    """Leaves a json or jsonb answer in its text, as the unprepared path reads it."""
+
+    def load(self, data: Buffer) -> JSONText:
+        return JSONText(bytes(data))
+
+
+def _json_as_text() -> AdaptersMap:
+    adapters = AdaptersMap(psycopg.adapters)
+    for json_type in ("json", "jsonb"):
+        adapters.register_loader(json_type, _JSONTextLoader)
+    return adapters
+
+
+_JSON_AS_TEXT = _json_as_text()
+"""Prepared mode's adapters: its answers come back as JSONText, which the operations parse in
+one pass (pydantic's validate_json), where psycopg's json.loads and then a validation of the
+Python objects would walk each answer twice."""
 
 _PREPARED_ONLY_WHEN_ASKED = 2**31 - 1
 """psycopg's prepare_threshold in prepared mode: its own preparation of a statement seen that

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import pq
 from psycopg.abc import PQGen
 from psycopg.generators import execute
-from psycopg.pq.abc import PGresult
+from psycopg.pq.abc import PGconn, PGresult
 from psycopg.waiting import Ready, Wait
 
 logger = logging.getLogger("agent_engine")
@@ -35,27 +35,31 @@ CANCEL_SECONDS = 5.0
 the cancel request, then the rest of the answer) before closing the connection; psycopg's
 figure."""
 
+Message = bytes | tuple[bytes, list[bytes | None]]
+"""What an exchange sends: a simple-protocol query, or a prepared statement's name and its
+values in text format (see `_prepared`)."""
+
 _INTERRUPTIONS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 _READ, _WRITE = int(Wait.R), int(Wait.W)
 _READABLE, _WRITABLE = int(Ready.R), int(Ready.W)
 
 
-def exchange(connection: psycopg.Connection[Any], query: bytes) -> list[PGresult]:
-    """Send `query` (one simple-protocol message) and return every result of its answer."""
+def exchange(connection: psycopg.Connection[Any], message: Message) -> list[PGresult]:
+    """Send `message` and return every result of its answer."""
     pgconn = connection.pgconn
-    pgconn.send_query(query)
+    _send(pgconn, message)
     return connection.wait(execute(pgconn))
 
 
-async def aexchange(connection: psycopg.AsyncConnection[Any], query: bytes) -> list[PGresult]:
-    """Send `query` (one simple-protocol message) and return every result of its answer.
+async def aexchange(connection: psycopg.AsyncConnection[Any], message: Message) -> list[PGresult]:
+    """Send `message` and return every result of its answer.
 
     Raises what `connection.wait` would. If interrupted (the task cancelled, Ctrl-C) while
     the statement runs, cancels it on the server and reads the rest of the answer, for up to
     CANCEL_SECONDS, then re-raises; the connection is closed if that did not finish.
     """
     pgconn = connection.pgconn
-    pgconn.send_query(query)
+    _send(pgconn, message)
     answer = execute(pgconn)
     results: list[PGresult]
     try:
@@ -77,6 +81,13 @@ async def aexchange(connection: psycopg.AsyncConnection[Any], query: bytes) -> l
         if pgconn.transaction_status == pq.TransactionStatus.ACTIVE:
             await _cancel(connection, answer, state, loop, socket)
         raise
+
+
+def _send(pgconn: PGconn, message: Message) -> None:
+    if isinstance(message, bytes):
+        pgconn.send_query(message)
+    else:
+        pgconn.send_query_prepared(*message)
 
 
 async def _ready(loop: asyncio.AbstractEventLoop, socket: int, state: int) -> int:

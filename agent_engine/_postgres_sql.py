@@ -13,15 +13,12 @@ import json
 import math
 import socket
 from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import monotonic
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg import pq, sql
-from psycopg.abc import Buffer
-from psycopg.adapt import AdaptersMap, Loader
 from psycopg.pq.abc import PGconn, PGresult
 
 from agent_engine import _schema as schema
@@ -113,23 +110,19 @@ def pool_timeout_failure(timeout: float, pool_size: int, cause: BaseException) -
 
 
 def connection_options(
-    parameters: dict[str, str],
-    timeout: float,
-    client_cursor: type[Any],
-    *,
-    prepare: bool = False,
+    parameters: dict[str, str], timeout: float, client_cursor: type[Any]
 ) -> dict[str, Any]:
     """psycopg.connect's options: autocommit, TCP liveness checks, and how statements go.
 
-    Without `prepare`: client-side binding (`client_cursor`: the sync or async ClientCursor)
-    and no prepared statements, which Supavisor's transaction mode needs. With it: server-side
-    binding, and statements prepared only where the transport asks (`prepare=True`).
+    Client-side binding (`client_cursor`: the sync or async ClientCursor) and no prepared
+    statements of psycopg's, for what goes through psycopg (the pool's ping): the transport
+    sends its statements itself, and prepares them itself in prepared mode (`_prepared`).
     """
-    options: dict[str, Any] = {"autocommit": True}
-    if prepare:
-        options.update(prepare_threshold=_PREPARED_ONLY_WHEN_ASKED, context=_JSON_AS_TEXT)
-    else:
-        options.update(prepare_threshold=None, cursor_factory=client_cursor)
+    options: dict[str, Any] = {
+        "autocommit": True,
+        "prepare_threshold": None,
+        "cursor_factory": client_cursor,
+    }
     # A vanished peer (no reset, no FIN) would otherwise hold a call for the kernel's TCP
     # timeouts (minutes); libpq ignores these on Unix sockets. The DSN's own values win.
     network = {
@@ -143,71 +136,9 @@ def connection_options(
     return options
 
 
-class _JSONTextLoader(Loader):
-    """Leaves a json or jsonb answer in its text, as the unprepared path reads it."""
-
-    def load(self, data: Buffer) -> JSONText:
-        return JSONText(bytes(data))
-
-
-def _json_as_text() -> AdaptersMap:
-    adapters = AdaptersMap(psycopg.adapters)
-    for json_type in ("json", "jsonb"):
-        adapters.register_loader(json_type, _JSONTextLoader)
-    return adapters
-
-
-_JSON_AS_TEXT = _json_as_text()
-"""Prepared mode's adapters: its answers come back as JSONText, which the operations parse in
-one pass (pydantic's validate_json), where psycopg's json.loads and then a validation of the
-Python objects would walk each answer twice."""
-
-_PREPARED_ONLY_WHEN_ASKED = 2**31 - 1
-"""psycopg's prepare_threshold in prepared mode: its own preparation of a statement seen that
-many times never happens (the pool's empty ping stays unprepared); `execute(prepare=True)`
-prepares at once."""
-
-
 def milliseconds_left(deadline: float) -> int:
     """The statement_timeout that ends a statement at `deadline` (at least 1 ms)."""
     return max(1, math.ceil((deadline - monotonic()) * 1000))
-
-
-SET_SESSION_TIMEOUT = b"select pg_catalog.set_config('statement_timeout', %s, false)"
-"""Prepared mode's timeout, set on the session (parameter: milliseconds, as text)."""
-
-
-@dataclass(slots=True)
-class PreparedSession:
-    """What prepared mode set up on one connection's session, as far as it knows."""
-
-    timeout: int | None = None
-    """The session's statement_timeout in ms; None: unknown (new, or a change in flight)."""
-    statements: set[bytes] = field(default_factory=set)
-    """The `Statement.text` of each statement prepared on it."""
-
-
-class PreparedSessions:
-    """The PreparedSession of each connection of a prepared-mode transport.
-
-    A prepared statement is one statement, so it cannot carry `set local` with it: the
-    timeout is the session's, set only when the time a call has left differs from it (a
-    new connection, a call that waited for one). The transports then send the setting and
-    the statement together, in a pipeline: one round trip, whose implicit transaction rolls
-    the setting back if the statement fails, so the timeout is unknown until it commits. A
-    statement's first run on a connection goes the same way, its Parse pipelined with its
-    Bind and Execute, where psycopg alone would wait for the Parse first.
-    """
-
-    def __init__(self) -> None:
-        self._sessions: WeakKeyDictionary[object, PreparedSession] = WeakKeyDictionary()
-
-    def of(self, connection: object) -> PreparedSession:
-        """`connection`'s session (a new connection: nothing known)."""
-        session = self._sessions.get(connection)
-        if session is None:
-            session = self._sessions[connection] = PreparedSession()
-        return session
 
 
 def _classify_connect_error(text: str) -> tuple[str | None, bool]:
@@ -252,14 +183,18 @@ class Statement:
     """`bounded_text` as a bytes %-format (any other `%` doubled), for `bounded_query`."""
     parameter_count: int
     """The statement's placeholders (the timeout's not counted)."""
+    prepared_text: bytes
+    """The statement with numbered placeholders ($1, $2...), as PREPARE takes it."""
 
     @classmethod
     def of(cls, text: bytes) -> Statement:
-        """The statement of `text`, with its bounded form derived from it."""
+        """The statement of `text`, with its bounded and prepared forms derived from it."""
         bounded = b"set local statement_timeout = %s; " + text
         pieces = bounded.split(b"%s")
         template = b"%s".join([piece.replace(b"%", b"%%") for piece in pieces])
-        return cls(text, bounded, template, len(pieces) - 2)
+        first, *rest = text.split(b"%s")
+        numbered = [b"$%d%s" % (number, piece) for number, piece in enumerate(rest, 1)]
+        return cls(text, bounded, template, len(pieces) - 2, first + b"".join(numbered))
 
     def bounded_query(
         self, parameters: Sequence[Parameter], deadline: float, pgconn: PGconn
@@ -269,26 +204,37 @@ class Statement:
         What psycopg's ClientCursor would send, built without it: each value is quoted by
         libpq (PQescapeLiteral, for the connection's encoding) as a literal of unknown type,
         which Postgres casts to the argument's or column's type, as it does a bound
-        parameter; a OneOf's values become an array literal; None is NULL. The literals
+        parameter; a OneOf's values become a text array's literal; None is NULL. The literals
         fill the template in one %-format, as arguments, never read as directives: the
         client CPU of a call is what this library adds to the driver's.
         """
         if len(parameters) != self.parameter_count:
             raise ValueError("the statement and its parameters do not match")
-        quote = pq.Escaping(pgconn).escape_literal
-        literals = [
-            b"NULL"
-            if value is None
-            else quote(value.encode())
-            if isinstance(value, str)
-            else _array_literal(value, quote)
-            for value in parameters
-        ]
-        return self.bounded_template % (b"%d" % milliseconds_left(deadline), *literals)
+        quoted = literals(parameters, pgconn)
+        return self.bounded_template % (b"%d" % milliseconds_left(deadline), *quoted)
+
+
+def literals(parameters: Sequence[Parameter], pgconn: PGconn) -> list[bytes]:
+    """Each value as an SQL literal of unknown type, quoted by libpq for the connection."""
+    quote = pq.Escaping(pgconn).escape_literal
+    return [
+        b"NULL"
+        if value is None
+        else quote(value.encode())
+        if isinstance(value, str)
+        else _array_literal(value, quote)
+        for value in parameters
+    ]
 
 
 def _array_literal(values: list[str], quote: Callable[[bytes], bytes]) -> bytes:
-    return b"ARRAY[" + b",".join([quote(item.encode()) for item in values]) + b"]"
+    return quote(array_text(values).encode())
+
+
+def array_text(values: Sequence[str]) -> str:
+    """A text array in Postgres' input syntax, each element quoted (so NULL stays text)."""
+    items = [item.replace("\\", "\\\\").replace('"', '\\"') for item in values]
+    return "{" + ",".join([f'"{item}"' for item in items]) + "}"
 
 
 def first_values(

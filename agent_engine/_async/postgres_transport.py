@@ -10,10 +10,10 @@ client-side (psycopg's ClientCursor), and there are no server-side prepared stat
 which that mode breaks.
 
 With `prepare=True` (a connection of our own: direct, or the pooler's session mode) each
-statement is prepared on each connection the first time and then only executed, its values
-bound server-side. The timeout is then the session's statement_timeout, set in the same
-round trip (a pipeline) whenever the time a call has left differs from it (see
-`PreparedSessions`).
+statement is prepared on each connection the first time and then only executed by name, its
+values bound server-side, still one round trip per call; the timeout is then the session's
+statement_timeout, set in the same message whenever the time a call has left differs from
+it (see `_prepared`).
 
 How connections are checked, replaced after drops and opened is the pool's job; this module
 turns what goes wrong into a `Failure` that says whether retrying can help.
@@ -33,10 +33,8 @@ from agent_engine._dsn import parse_dsn
 from agent_engine._errors import ConfigError
 from agent_engine._postgres_exchange import aexchange
 from agent_engine._postgres_sql import (
-    SET_SESSION_TIMEOUT,
     STATEMENTS,
     Parameter,
-    PreparedSessions,
     Statement,
     connect_failure,
     connection_options,
@@ -46,7 +44,8 @@ from agent_engine._postgres_sql import (
     pool_timeout_failure,
     single_answer,
 )
-from agent_engine._transport import JSON, Failure, Request, closed_failure
+from agent_engine._prepared import PreparedSessions
+from agent_engine._transport import JSON, Failure, JSONText, Request, closed_failure
 from agent_engine.settings import DEFAULT_TIMEOUT, ConnectionLimits
 
 
@@ -115,7 +114,7 @@ class AsyncPostgresTransport:
             dsn.strip(),
             max_size=limits.pool_size,
             connect_kwargs=connection_options(
-                parameters, limits.timeout, psycopg.AsyncClientCursor, prepare=prepare
+                parameters, limits.timeout, psycopg.AsyncClientCursor
             ),
             connection_class=connection_class,
             check_idle_after=limits.check_idle_after,
@@ -139,8 +138,7 @@ class AsyncPostgresTransport:
             return connect_failure(error, self._secrets)
         try:
             if self._prepare:
-                rows = await self._prepared(connection, statement, parameters, deadline)
-                values = [row[0] for row in rows]
+                values = await self._prepared(connection, statement, parameters, deadline)
             else:
                 # The message is built and sent without a cursor, and the answer read as JSON
                 # text: what a ClientCursor would do, minus its general machinery, which
@@ -159,23 +157,13 @@ class AsyncPostgresTransport:
         statement: Statement,
         parameters: list[Parameter],
         deadline: float,
-    ) -> list[Any]:
-        """The statement's first rows, run as a prepared statement in one round trip."""
-        milliseconds = milliseconds_left(deadline)
+    ) -> list[JSONText | None]:
+        """The statement's answer, run as a prepared statement in one round trip."""
         session = self._sessions.of(connection)
-        if session.timeout == milliseconds and statement.text in session.statements:
-            cursor = await connection.execute(statement.text, parameters, prepare=True)
-            return await cursor.fetchmany(2)
-        set_timeout = session.timeout != milliseconds
-        if set_timeout:
-            session.timeout = None  # unknown until the pipeline's transaction commits
-        async with connection.pipeline():
-            if set_timeout:
-                await connection.execute(SET_SESSION_TIMEOUT, [str(milliseconds)], prepare=True)
-            cursor = await connection.execute(statement.text, parameters, prepare=True)
-        session.timeout = milliseconds
-        session.statements.add(statement.text)
-        return await cursor.fetchmany(2)
+        call = session.call(statement, parameters, milliseconds_left(deadline), connection.pgconn)
+        results = await aexchange(connection, call.message)
+        session.settle(call, results)
+        return first_values(results, connection)
 
     async def aclose(self) -> None:
         """Close the pool; later calls fail with a non-retryable error saying so."""

@@ -12,10 +12,10 @@ client-side (psycopg's ClientCursor), and there are no server-side prepared stat
 which that mode breaks.
 
 With `prepare=True` (a connection of our own: direct, or the pooler's session mode) each
-statement is prepared on each connection the first time and then only executed, its values
-bound server-side. The timeout is then the session's statement_timeout, set in the same
-round trip (a pipeline) whenever the time a call has left differs from it (see
-`PreparedSessions`).
+statement is prepared on each connection the first time and then only executed by name, its
+values bound server-side, still one round trip per call; the timeout is then the session's
+statement_timeout, set in the same message whenever the time a call has left differs from
+it (see `_prepared`).
 
 How connections are checked, replaced after drops and opened is the pool's job; this module
 turns what goes wrong into a `Failure` that says whether retrying can help.
@@ -34,10 +34,8 @@ from agent_engine._dsn import parse_dsn
 from agent_engine._errors import ConfigError
 from agent_engine._postgres_exchange import exchange
 from agent_engine._postgres_sql import (
-    SET_SESSION_TIMEOUT,
     STATEMENTS,
     Parameter,
-    PreparedSessions,
     Statement,
     connect_failure,
     connection_options,
@@ -47,8 +45,9 @@ from agent_engine._postgres_sql import (
     pool_timeout_failure,
     single_answer,
 )
+from agent_engine._prepared import PreparedSessions
 from agent_engine._sync.connection_pool import ConnectionPool
-from agent_engine._transport import JSON, Failure, Request, closed_failure
+from agent_engine._transport import JSON, Failure, JSONText, Request, closed_failure
 from agent_engine.settings import DEFAULT_TIMEOUT, ConnectionLimits
 
 
@@ -116,9 +115,7 @@ class PostgresTransport:
         pool = ConnectionPool(
             dsn.strip(),
             max_size=limits.pool_size,
-            connect_kwargs=connection_options(
-                parameters, limits.timeout, psycopg.ClientCursor, prepare=prepare
-            ),
+            connect_kwargs=connection_options(parameters, limits.timeout, psycopg.ClientCursor),
             connection_class=connection_class,
             check_idle_after=limits.check_idle_after,
         )
@@ -141,8 +138,7 @@ class PostgresTransport:
             return connect_failure(error, self._secrets)
         try:
             if self._prepare:
-                rows = self._prepared(connection, statement, parameters, deadline)
-                values = [row[0] for row in rows]
+                values = self._prepared(connection, statement, parameters, deadline)
             else:
                 # The message is built and sent without a cursor, and the answer read as JSON
                 # text: what a ClientCursor would do, minus its general machinery, which
@@ -161,23 +157,13 @@ class PostgresTransport:
         statement: Statement,
         parameters: list[Parameter],
         deadline: float,
-    ) -> list[Any]:
-        """The statement's first rows, run as a prepared statement in one round trip."""
-        milliseconds = milliseconds_left(deadline)
+    ) -> list[JSONText | None]:
+        """The statement's answer, run as a prepared statement in one round trip."""
         session = self._sessions.of(connection)
-        if session.timeout == milliseconds and statement.text in session.statements:
-            cursor = connection.execute(statement.text, parameters, prepare=True)
-            return cursor.fetchmany(2)
-        set_timeout = session.timeout != milliseconds
-        if set_timeout:
-            session.timeout = None  # unknown until the pipeline's transaction commits
-        with connection.pipeline():
-            if set_timeout:
-                connection.execute(SET_SESSION_TIMEOUT, [str(milliseconds)], prepare=True)
-            cursor = connection.execute(statement.text, parameters, prepare=True)
-        session.timeout = milliseconds
-        session.statements.add(statement.text)
-        return cursor.fetchmany(2)
+        call = session.call(statement, parameters, milliseconds_left(deadline), connection.pgconn)
+        results = exchange(connection, call.message)
+        session.settle(call, results)
+        return first_values(results, connection)
 
     def close(self) -> None:
         """Close the pool; later calls fail with a non-retryable error saying so."""

@@ -29,7 +29,9 @@ from agent_engine import (
     VersionConflictError,
 )
 from agent_engine._async import postgres_transport as async_postgres_transport
-from agent_engine._postgres_sql import SET_SESSION_TIMEOUT
+from agent_engine._postgres_exchange import exchange
+from agent_engine._postgres_sql import Parameter, Statement, first_values
+from agent_engine._prepared import PreparedSession
 from agent_engine._sync import postgres_transport as sync_postgres_transport
 from tests.db.behaviour.conftest import (
     AGENT_ID,
@@ -66,11 +68,12 @@ def traced_manager(
 
 def prepared_statements(
     managers: Managers, connection: psycopg.BaseConnection[Any]
-) -> dict[str, int]:
-    """The statements prepared on `connection` (pg_prepared_statements is per session) and
-    how many times each was executed, asked on that connection itself."""
+) -> dict[str, tuple[str, int]]:
+    """The statements prepared on `connection` (pg_prepared_statements is per session): the
+    text that prepared each (a PREPARE's whole message) and how many times it was executed,
+    by name, asked on that connection itself."""
     query = (
-        "select statement, generic_plans + custom_plans as executions"
+        "select name, statement, generic_plans + custom_plans as executions"
         " from pg_catalog.pg_prepared_statements"
     )
     if isinstance(connection, psycopg.AsyncConnection):
@@ -83,7 +86,7 @@ def prepared_statements(
     else:
         assert isinstance(connection, psycopg.Connection)
         rows = connection.execute(query).fetchall()
-    return {statement: executions for statement, executions in rows}
+    return {name: (statement, executions) for name, statement, executions in rows}
 
 
 def test_prepared_and_unprepared_managers_give_the_same_answers_and_errors(
@@ -173,7 +176,7 @@ def test_every_operation_is_one_round_trip_and_its_statement_is_prepared_once(
                 trips.append(wire.round_trips() - before)
 
         # The first call opens the connection: it sets the session's timeout, prepares and
-        # executes its statement, in one pipeline.
+        # executes its statement, in one message.
         session = counted(
             manager.create_session,
             workspace_id=workspace_id,
@@ -193,31 +196,38 @@ def test_every_operation_is_one_round_trip_and_its_statement_is_prepared_once(
             counted(manager.get_session, uuid.uuid4(), workspace_id=workspace_id)
 
         assert trips == [1] * 8
-        parsed = [rest for _, message, rest in wire.messages() if message == "Parse"]
-        # Named statements only (psycopg's _pg3_n), each parsed once: create_session,
-        # add_turn, get_session and the session timeout.
-        assert len(parsed) == 4
-        assert all(rest.startswith('"_pg3_') for rest in parsed)
+        sent = [(message, rest) for direction, message, rest in wire.messages() if direction == "F"]
+        queries = [rest for message, rest in sent if message == "Query"]
+        executions_by_name = [rest for message, rest in sent if message == "Bind"]
+        # Nothing parsed through the protocol: three statements prepared by name in the
+        # messages of their first calls, the other calls (all but those whose time left
+        # differed from the session's timeout) executing them by name alone.
+        assert [message for message, _ in sent].count("Parse") == 0
+        assert sum("prepare agent_engine_" in query for query in queries) == 3
+        assert all(query.startswith('"set statement_timeout = ') for query in queries)
+        assert len(queries) + len(executions_by_name) == len(trips)
+        assert executions_by_name
+        assert all(rest.startswith('"" "agent_engine_') for rest in executions_by_name)
 
         [connection] = wire.connections
-        executions = prepared_statements(managers, connection)
-        by_function = {
-            name: count
-            for statement, count in executions.items()
-            for name in ("agent_engine_add_turn", "agent_engine_create_session", "set_config")
-            if name in statement
+        prepared = prepared_statements(managers, connection)
+        assert all(name.startswith("agent_engine_") for name in prepared)
+        executions = {
+            function: count
+            for statement, count in prepared.values()
+            for function in (
+                "agent_engine_add_turn",
+                "agent_engine_create_session",
+                "agent_sessions",
+            )
+            if f'as select "public"."{function}"' in statement
+            or (function == "agent_sessions" and "as select to_jsonb(t)" in statement)
         }
-        assert (
-            by_function["agent_engine_create_session"],
-            by_function["agent_engine_add_turn"],
-        ) == (
-            1,
-            3,
-        )
-        # Set by the first call (less time left: it opened the connection), by the next (the
-        # whole timeout again), then only when a call's time left differs: not every call.
-        assert 1 <= by_function["set_config"] < len(trips)
-        assert SET_SESSION_TIMEOUT.decode().replace("%s", "$1") in executions
+        assert executions == {
+            "agent_engine_create_session": 1,
+            "agent_engine_add_turn": 3,
+            "agent_sessions": 4,
+        }
         wire.stop()
 
 
@@ -342,3 +352,36 @@ def test_prepare_must_be_a_bool(managers: Managers, database: Database, prepare:
     with pytest.raises(ConfigError) as raised:
         managers.from_postgres(database.dsn, prepare=prepare)
     assert raised.value.variable == "prepare"
+
+
+HAZARDS: list[Parameter] = [
+    "it's 100%s off; %% \\' \\\\ '); drop table agent_turns; --",
+    ["a,b", '"quoted"', "back\\slash", "{braces}", "NULL", "", " spaced ", "ü", "x\\"],
+    [],
+    None,
+    "",
+]
+"""Values the prepared path must bind exactly, in a first call (quoted into its message) and
+in later ones (sent as text by name): a array's elements holding the array syntax itself."""
+
+
+@pytest.mark.parametrize("value", HAZARDS, ids=range(len(HAZARDS)))
+def test_a_prepared_statement_binds_each_value_exactly_on_its_first_and_later_calls(
+    database: Database, value: Parameter
+) -> None:
+    cast = b"text[]" if isinstance(value, list) else b"text"
+    statement = Statement.of(b"select to_jsonb(%s::" + cast + b")")
+    session = PreparedSession()
+    with psycopg.connect(database.dsn, autocommit=True) as connection:
+        answers, messages = [], []
+        for _ in range(2):
+            call = session.call(statement, [value], 1000, connection.pgconn)
+            results = exchange(connection, call.message)
+            session.settle(call, results)
+            messages.append(call.message)
+            answers.append(first_values(results, connection))
+
+    assert isinstance(messages[0], bytes)
+    assert isinstance(messages[1], tuple)
+    for [answer] in answers:
+        assert (None if answer is None else answer.decoded()) == value

@@ -84,18 +84,24 @@ class PreparedSession:
             message += b"(" + b", ".join(arguments) + b")"
         return PreparedCall(message, statement.text, name, prepares, milliseconds)
 
-    def settle(self, call: PreparedCall, results: Sequence[PGresult]) -> None:
-        """Record what `call`'s message set up, from its results (an error ends them)."""
+    def settle(self, call: PreparedCall, results: Sequence[PGresult]) -> bool:
+        """Record what `call`'s message set up, from its results (an error ends them).
+
+        True if it ran nothing because its statement was gone: something dropped the
+        session's statements (DEALLOCATE, DISCARD ALL), so they are forgotten, to be
+        prepared again, and the call can be sent again at once.
+        """
         last = results[-1]
         if call.prepares and len(results) >= 2 and results[1].status == _OK:
             self.names[call.text] = call.name
         if last.status != _FAILED:
             if call.timeout is not None:
                 self.timeout = call.timeout
-        elif last.error_field(pq.DiagnosticField.SQLSTATE) == _NO_SUCH_STATEMENT:
-            # Something dropped the session's statements (DISCARD ALL, a pooler's reset):
-            # the next calls prepare them again.
-            self.names.clear()
+            return False
+        if call.prepares or last.error_field(pq.DiagnosticField.SQLSTATE) != _NO_SUCH_STATEMENT:
+            return False
+        self.names.clear()
+        return True
 
 
 class PreparedSessions:

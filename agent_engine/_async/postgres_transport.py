@@ -160,10 +160,12 @@ class AsyncPostgresTransport:
     ) -> list[JSONText | None]:
         """The statement's answer, run as a prepared statement in one round trip."""
         session = self._sessions.of(connection)
-        call = session.call(statement, parameters, milliseconds_left(deadline), connection.pgconn)
-        results = await aexchange(connection, call.message)
-        session.settle(call, results)
-        return first_values(results, connection)
+        while True:
+            milliseconds = milliseconds_left(deadline)
+            call = session.call(statement, parameters, milliseconds, connection.pgconn)
+            results = await aexchange(connection, call.message)
+            if not session.settle(call, results):
+                return first_values(results, connection)
 
     async def aclose(self) -> None:
         """Close the pool; later calls fail with a non-retryable error saying so."""

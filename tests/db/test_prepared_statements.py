@@ -385,3 +385,36 @@ def test_a_prepared_statement_binds_each_value_exactly_on_its_first_and_later_ca
     assert isinstance(messages[1], tuple)
     for [answer] in answers:
         assert (None if answer is None else answer.decoded()) == value
+
+
+def test_a_statement_dropped_from_the_session_is_prepared_again_without_failing_the_call(
+    managers: Managers,
+    database: Database,
+    registry: AgentRegistry,
+    workspace_id: uuid.UUID,
+    wire: Wire,
+) -> None:
+    with traced_manager(managers, database, registry) as manager:
+        session = manager.create_session(
+            workspace_id=workspace_id, agent_id=AGENT_ID, conversation_id=uuid.uuid4()
+        )
+        manager.get_session(session.id, workspace_id=workspace_id)
+        [connection] = wire.connections
+        if isinstance(connection, psycopg.AsyncConnection):
+
+            async def deallocate() -> None:
+                await connection.execute("deallocate all")
+
+            managers.run(deallocate)
+        else:
+            assert isinstance(connection, psycopg.Connection)
+            connection.execute("deallocate all")
+        assert prepared_statements(managers, connection) == {}
+
+        assert manager.get_session(session.id, workspace_id=workspace_id) == session
+        assert manager.get_session(session.id, workspace_id=workspace_id) == session
+
+        [(statement, executions)] = prepared_statements(managers, connection).values()
+        assert "as select to_jsonb(t)" in statement
+        assert executions == 2
+        wire.stop()

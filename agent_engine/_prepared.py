@@ -89,7 +89,8 @@ class PreparedSession:
 
         True if it ran nothing because its statement was gone: something dropped the
         session's statements (DEALLOCATE, DISCARD ALL), so they are forgotten, to be
-        prepared again, and the call can be sent again at once.
+        prepared again by messages that also set the timeout (which DISCARD ALL resets),
+        and the call can be sent again at once.
         """
         last = results[-1]
         if call.prepares and len(results) >= 2 and results[1].status == _OK:

@@ -66,26 +66,32 @@ def traced_manager(
     return managers.over(transport, registry=registry)
 
 
+def rows_on(managers: Managers, connection: psycopg.BaseConnection[Any], query: str) -> list[Any]:
+    """`query`'s rows (none for a command), asked on `connection` itself (a manager's)."""
+    if isinstance(connection, psycopg.AsyncConnection):
+
+        async def ask() -> list[Any]:
+            cursor = await connection.execute(query)
+            return await cursor.fetchall() if cursor.description else []
+
+        rows: list[Any] = managers.run(ask)
+        return rows
+    assert isinstance(connection, psycopg.Connection)
+    cursor = connection.execute(query)
+    return cursor.fetchall() if cursor.description else []
+
+
 def prepared_statements(
     managers: Managers, connection: psycopg.BaseConnection[Any]
 ) -> dict[str, tuple[str, int]]:
     """The statements prepared on `connection` (pg_prepared_statements is per session): the
     text that prepared each (a PREPARE's whole message) and how many times it was executed,
-    by name, asked on that connection itself."""
+    by name."""
     query = (
         "select name, statement, generic_plans + custom_plans as executions"
         " from pg_catalog.pg_prepared_statements"
     )
-    if isinstance(connection, psycopg.AsyncConnection):
-
-        async def ask() -> list[Any]:
-            cursor = await connection.execute(query)
-            return await cursor.fetchall()
-
-        rows: list[Any] = managers.run(ask)
-    else:
-        assert isinstance(connection, psycopg.Connection)
-        rows = connection.execute(query).fetchall()
+    rows = rows_on(managers, connection, query)
     return {name: (statement, executions) for name, statement, executions in rows}
 
 
@@ -387,7 +393,9 @@ def test_a_prepared_statement_binds_each_value_exactly_on_its_first_and_later_ca
         assert (None if answer is None else answer.decoded()) == value
 
 
+@pytest.mark.parametrize("dropping", ["deallocate all", "discard all"])
 def test_a_statement_dropped_from_the_session_is_prepared_again_without_failing_the_call(
+    dropping: str,
     managers: Managers,
     database: Database,
     registry: AgentRegistry,
@@ -400,15 +408,7 @@ def test_a_statement_dropped_from_the_session_is_prepared_again_without_failing_
         )
         manager.get_session(session.id, workspace_id=workspace_id)
         [connection] = wire.connections
-        if isinstance(connection, psycopg.AsyncConnection):
-
-            async def deallocate() -> None:
-                await connection.execute("deallocate all")
-
-            managers.run(deallocate)
-        else:
-            assert isinstance(connection, psycopg.Connection)
-            connection.execute("deallocate all")
+        rows_on(managers, connection, dropping)
         assert prepared_statements(managers, connection) == {}
 
         assert manager.get_session(session.id, workspace_id=workspace_id) == session
@@ -417,4 +417,7 @@ def test_a_statement_dropped_from_the_session_is_prepared_again_without_failing_
         [(statement, executions)] = prepared_statements(managers, connection).values()
         assert "as select to_jsonb(t)" in statement
         assert executions == 2
+        # DISCARD ALL also reset the session's timeout: it was set again with the statement.
+        [(timeout,)] = rows_on(managers, connection, "show statement_timeout")
+        assert timeout != "0"
         wire.stop()

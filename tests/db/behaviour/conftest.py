@@ -1,7 +1,10 @@
 """Managers on the strict-regime database, a spying transport, and helpers for threads.
 
 Every manager talks to Postgres the way a Supabase app's backend does with its direct
-connection string (as the database superuser `postgres`): `SessionManager.from_postgres`.
+connection string (as the database superuser `postgres`): `SessionManager.from_postgres`,
+each suite once with the default statements (one simple-protocol message per call, as
+Supavisor's transaction mode needs) and once with `prepare=True` (statements prepared per
+connection and executed by name: a wire path of its own).
 The server and its databases come from tests/db/conftest.py. Tests isolate themselves with
 fresh random workspace and conversation ids.
 """
@@ -77,24 +80,39 @@ def registry() -> AgentRegistry:
     return sample_registry()
 
 
+@pytest.fixture(params=[False, True], ids=["unprepared", "prepared"])
+def prepare(request: pytest.FixtureRequest) -> bool:
+    """from_postgres' `prepare` for the managers and the spy of a test."""
+    prepared: bool = request.param
+    return prepared
+
+
 @pytest.fixture
-def manager(managers: Managers, dsn: str, registry: AgentRegistry) -> Iterator[SessionManager]:
+def manager(
+    managers: Managers, dsn: str, registry: AgentRegistry, prepare: bool
+) -> Iterator[SessionManager]:
     """A manager with a registry, so modes follow the agents' valid_transitions."""
-    with managers.from_postgres(dsn, registry=registry, pool_size=4) as session_manager:
+    with managers.from_postgres(
+        dsn, registry=registry, pool_size=4, prepare=prepare
+    ) as session_manager:
         yield session_manager
 
 
 @pytest.fixture
-def wide_manager(managers: Managers, dsn: str, registry: AgentRegistry) -> Iterator[SessionManager]:
+def wide_manager(
+    managers: Managers, dsn: str, registry: AgentRegistry, prepare: bool
+) -> Iterator[SessionManager]:
     """A manager with one connection per worker (thread, or task of the async manager)."""
-    with managers.from_postgres(dsn, registry=registry, pool_size=WORKERS) as session_manager:
+    with managers.from_postgres(
+        dsn, registry=registry, pool_size=WORKERS, prepare=prepare
+    ) as session_manager:
         yield session_manager
 
 
 @pytest.fixture
-def plain_manager(managers: Managers, dsn: str) -> Iterator[SessionManager]:
+def plain_manager(managers: Managers, dsn: str, prepare: bool) -> Iterator[SessionManager]:
     """A manager without a registry: any agent, any mode (a mode is then free text)."""
-    with managers.from_postgres(dsn, pool_size=WORKERS) as session_manager:
+    with managers.from_postgres(dsn, pool_size=WORKERS, prepare=prepare) as session_manager:
         yield session_manager
 
 
@@ -107,8 +125,8 @@ def other_instance(dsn: str) -> Iterator[SessionManager]:
 
 
 @pytest.fixture
-def spy(managers: Managers, dsn: str) -> Iterator[SpyTransport]:
-    transport = managers.spy(dsn, pool_size=2)
+def spy(managers: Managers, dsn: str, prepare: bool) -> Iterator[SpyTransport]:
+    transport = managers.spy(dsn, pool_size=2, prepare=prepare)
     try:
         yield transport
     finally:

@@ -54,6 +54,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 from psycopg.pq import TransactionStatus
 
+from tests.postgrest_responses import error_response
+
 REST_PREFIX = "/rest/v1/"
 SCHEMA = "public"
 JSON_MEDIA_TYPE = "application/json"
@@ -299,7 +301,7 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
         if not candidates:
             return _no_function(name, sorted(keys))
         if len(candidates) > 1:
-            return _error(
+            return error_response(
                 300,
                 "PGRST203",
                 f"Could not choose the best candidate function between: {SCHEMA}.{name}",
@@ -383,7 +385,7 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
             target, _, name = key.rpartition(".")
             if target:
                 if target not in embeds:
-                    return _error(
+                    return error_response(
                         400,
                         "PGRST108",
                         f"'{target}' is not an embedded resource in this request",
@@ -436,7 +438,7 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
         known = self._columns[table] or ()
         for column in values:
             if column not in known:
-                return _error(
+                return error_response(
                     400,
                     "PGRST204",
                     f"Could not find the '{column}' column of '{table}' in the schema cache",
@@ -486,7 +488,7 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
             row = cursor.fetchone()
             self._columns[table] = None if row is None else tuple(row[0])
         if self._columns[table] is None:
-            return _error(
+            return error_response(
                 404, "PGRST205", f"Could not find the table '{SCHEMA}.{table}' in the schema cache"
             )
         return None
@@ -532,7 +534,7 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 raise UnsupportedRequestError(
                     f"embedding {child} in {parent} is many-to-one, which is not emulated"
                 )
-            return _error(
+            return error_response(
                 400,
                 "PGRST200",
                 f"Could not find a relationship between '{parent}' and '{child}' in the "
@@ -540,7 +542,7 @@ class PostgrestEmulator(httpx.BaseTransport, httpx.AsyncBaseTransport):
                 details=f"Searched for a foreign key relationship between '{parent}' and "
                 f"'{child}' in the schema '{SCHEMA}', but no matches were found.",
             )
-        return _error(
+        return error_response(
             300,
             "PGRST201",
             f"Could not embed because more than one relationship was found for '{parent}' "
@@ -857,7 +859,7 @@ def _rows_response(
 ) -> httpx.Response:
     if singular:
         if count != 1:
-            return _error(
+            return error_response(
                 406,
                 "PGRST116",
                 "Cannot coerce the result to a single JSON object",
@@ -867,31 +869,13 @@ def _rows_response(
     return _success(200, array, singular=False, rows=count, offset=offset or 0)
 
 
-def _error(
-    status: int,
-    code: str,
-    message: str,
-    *,
-    details: str | None = None,
-    hint: str | None = None,
-) -> httpx.Response:
-    headers = [
-        ("Content-Type", JSON_MEDIA_TYPE + CHARSET),
-        ("Proxy-Status", f"PostgREST; error={code}"),
-    ]
-    if status == 401:
-        headers.append(("WWW-Authenticate", "Bearer"))
-    body = {"code": code, "details": details, "hint": hint, "message": message}
-    return httpx.Response(status, headers=headers, content=json.dumps(body).encode())
-
-
 def _no_function(name: str, keys: list[str]) -> httpx.Response:
     listed = ", ".join(keys)
     signature = f"({listed})" if keys else " without parameters"
     searched = (
         f" with parameter{'s' if len(keys) > 1 else ''} {listed}" if keys else " without parameters"
     )
-    return _error(
+    return error_response(
         404,
         "PGRST202",
         f"Could not find the function {SCHEMA}.{name}{signature} in the schema cache",
@@ -955,7 +939,7 @@ def _database_error(error: psycopg.Error, *, authenticated: bool) -> httpx.Respo
     if sqlstate is None:
         # No server error: the connection failed or broke (PostgREST's client errors).
         if isinstance(error, psycopg.OperationalError):
-            return _error(
+            return error_response(
                 503,
                 "PGRST001",
                 "Database client error. Retrying the connection.",
@@ -963,7 +947,7 @@ def _database_error(error: psycopg.Error, *, authenticated: bool) -> httpx.Respo
             )
         raise error
     message = diagnostic.message_primary or ""
-    return _error(
+    return error_response(
         database_status(sqlstate, message, authenticated=authenticated),
         sqlstate,
         message,

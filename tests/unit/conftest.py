@@ -32,6 +32,7 @@ from agent_engine import (
     create_async_admin_client,
 )
 from tests.managers import Managers
+from tests.postgrest_responses import error_response
 
 PROJECT_URL = "https://abcdefghijklmnopqrst.supabase.co"
 REST_URL = f"{PROJECT_URL}/rest/v1"
@@ -226,24 +227,6 @@ def rpc_response(result: JSONRow) -> httpx.Response:
     """PostgREST's answer to `POST /rpc/fn` for a function returning json: the value itself."""
     return httpx.Response(
         200, json=result, headers={"Content-Type": "application/json; charset=utf-8"}
-    )
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    details: str | None = None,
-    hint: str | None = None,
-) -> httpx.Response:
-    """A PostgREST error: always the four keys, null when empty."""
-    headers = {"Content-Type": "application/json; charset=utf-8"}
-    if status == 401:
-        headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{message}"'
-    return httpx.Response(
-        status,
-        json={"code": code, "details": details, "hint": hint, "message": message},
-        headers=headers,
     )
 
 

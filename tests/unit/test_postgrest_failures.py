@@ -19,11 +19,11 @@ from postgrest import APIError
 from supabase import Client
 
 from agent_engine import SessionError, SessionManager
+from tests.postgrest_responses import error_response
 from tests.unit.conftest import (
     OBJECT_MEDIA_TYPE,
     REST_URL,
     Ids,
-    error_response,
 )
 from tests.unit.wire_calls import (
     ADD_TURN,

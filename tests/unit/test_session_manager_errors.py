@@ -24,6 +24,7 @@ from agent_engine import (
     SessionManager,
     SessionNotFoundError,
 )
+from tests.postgrest_responses import error_response
 from tests.unit.conftest import (
     AGENT_ID,
     LEGACY_SERVICE_ROLE_KEY,
@@ -31,7 +32,6 @@ from tests.unit.conftest import (
     Ids,
     Rows,
     build_client,
-    error_response,
     no_rows_response,
     object_response,
     rpc_response,

@@ -21,6 +21,7 @@ from agent_engine import (
     SessionNotFoundError,
     VersionConflictError,
 )
+from tests.postgrest_responses import error_response
 from tests.unit.conftest import (
     AGENT_ID,
     OBJECT_MEDIA_TYPE,
@@ -28,7 +29,6 @@ from tests.unit.conftest import (
     Ids,
     Rows,
     assert_service_key_sent,
-    error_response,
     no_rows_response,
     object_response,
     query_items,

@@ -371,19 +371,27 @@ def update_session_with_version(
     )
 
 
+_STATUS_METHODS = {
+    SessionStatus.CLOSED: "close_session",
+    SessionStatus.HANDED_OFF: "handoff_session",
+    SessionStatus.PAUSED: "pause_session",
+    SessionStatus.ACTIVE: "resume_session",
+}
+"""The public method that sets each status alone (see `change_status`)."""
+
+
 def change_status(
-    operation: str,
     session_id: Id,
     workspace_id: Id,
     registry: AgentRegistry | None,
     expected_version: int,
     status: SessionStatus,
 ) -> Operation[AgentSession]:
-    """close_session, handoff_session, pause_session or resume_session (`operation`): the
-    guarded update of the status alone, its errors named after that method."""
+    """close_session, handoff_session, pause_session or resume_session: the guarded update
+    of the status alone, its errors named after the method that sets `status`."""
     fields = {"expected_version": expected_version, "status": status}
     return update_session_with_version(
-        session_id, workspace_id, registry, fields, operation=operation
+        session_id, workspace_id, registry, fields, operation=_STATUS_METHODS[status]
     )
 
 

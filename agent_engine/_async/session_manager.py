@@ -269,12 +269,7 @@ class AsyncSessionManager:
         """Close the session (final); the conversation may then start a new one."""
         return await self._run(
             operations.change_status(
-                "close_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.CLOSED,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.CLOSED
             )
         )
 
@@ -284,12 +279,7 @@ class AsyncSessionManager:
         """Hand the conversation over to a human (status `handed_off`)."""
         return await self._run(
             operations.change_status(
-                "handoff_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.HANDED_OFF,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.HANDED_OFF
             )
         )
 
@@ -299,12 +289,7 @@ class AsyncSessionManager:
         """Pause an active session."""
         return await self._run(
             operations.change_status(
-                "pause_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.PAUSED,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.PAUSED
             )
         )
 
@@ -317,12 +302,7 @@ class AsyncSessionManager:
         """
         return await self._run(
             operations.change_status(
-                "resume_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.ACTIVE,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.ACTIVE
             )
         )
 

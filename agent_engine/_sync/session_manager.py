@@ -266,12 +266,7 @@ class SessionManager:
         """Close the session (final); the conversation may then start a new one."""
         return self._run(
             operations.change_status(
-                "close_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.CLOSED,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.CLOSED
             )
         )
 
@@ -281,12 +276,7 @@ class SessionManager:
         """Hand the conversation over to a human (status `handed_off`)."""
         return self._run(
             operations.change_status(
-                "handoff_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.HANDED_OFF,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.HANDED_OFF
             )
         )
 
@@ -296,12 +286,7 @@ class SessionManager:
         """Pause an active session."""
         return self._run(
             operations.change_status(
-                "pause_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.PAUSED,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.PAUSED
             )
         )
 
@@ -314,12 +299,7 @@ class SessionManager:
         """
         return self._run(
             operations.change_status(
-                "resume_session",
-                session_id,
-                workspace_id,
-                self._registry,
-                expected_version,
-                SessionStatus.ACTIVE,
+                session_id, workspace_id, self._registry, expected_version, SessionStatus.ACTIVE
             )
         )
 

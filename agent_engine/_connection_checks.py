@@ -25,13 +25,16 @@ class PoolClosedError(Exception):
     """The pool was closed: no connection will ever be lent again."""
 
 
+_OK = int(pq.ConnStatus.OK)
+_IDLE = int(pq.TransactionStatus.IDLE)
+# Plain ints: these checks run twice per call, and reading a member off an enum class costs
+# more than the comparison (closed is status BAD, so status OK says it is open).
+
+
 def reusable(connection: psycopg.BaseConnection[Any]) -> bool:
     """Whether a connection is open and idle, outside any transaction."""
-    return (
-        not connection.closed
-        and connection.pgconn.status == pq.ConnStatus.OK
-        and connection.pgconn.transaction_status == pq.TransactionStatus.IDLE
-    )
+    pgconn = connection.pgconn
+    return pgconn.status == _OK and pgconn.transaction_status == _IDLE
 
 
 def quiet(connection: psycopg.BaseConnection[Any]) -> bool | None:
@@ -52,7 +55,7 @@ def quiet(connection: psycopg.BaseConnection[Any]) -> bool | None:
             connection.pgconn.consume_input()
         except psycopg.OperationalError:
             return None
-        if connection.pgconn.status != pq.ConnStatus.OK:
+        if connection.pgconn.status != _OK:
             return None
     return not spoke
 

@@ -56,25 +56,42 @@ class ErrorScope:
     """
 
     operation: str
-    workspace_id: UUID | None
-    """None for an operation across workspaces (purge_sessions without one)."""
-    session_id: UUID | None = None
+    workspace: UUID | str | None
+    """The workspace's id, or its canonical text (SessionScope's, which makes no UUID on
+    the way out: most calls never fail); None for an operation across workspaces
+    (purge_sessions without one)."""
+    session: UUID | str | None = None
     by_code: Mapping[str, ErrorFactory] = field(default_factory=dict)
+
+    @property
+    def workspace_id(self) -> UUID | None:
+        """The workspace the error names."""
+        return _as_uuid(self.workspace)
+
+    @property
+    def session_id(self) -> UUID | None:
+        """The session the error names."""
+        return _as_uuid(self.session)
+
+
+def _as_uuid(value: UUID | str | None) -> UUID | None:
+    return value if value is None or isinstance(value, UUID) else UUID(value)
 
 
 def translate(failure: Failure, scope: ErrorScope) -> AgentEngineError:
     """The public error for `failure` in `scope` (the caller chains the cause)."""
     if failure.code is not None and failure.code in scope.by_code:
         return scope.by_code[failure.code](failure)
-    if failure.code in (NO_ROWS_CODE, SESSION_NOT_FOUND_SQLSTATE) and scope.workspace_id:
-        return SessionNotFoundError(scope.session_id, scope.workspace_id, code=failure.code)
-    subject = f"session {scope.session_id}" if scope.session_id else "a session"
-    where = f"workspace {scope.workspace_id}" if scope.workspace_id else "any workspace"
+    session_id, workspace_id = scope.session_id, scope.workspace_id
+    if failure.code in (NO_ROWS_CODE, SESSION_NOT_FOUND_SQLSTATE) and workspace_id:
+        return SessionNotFoundError(session_id, workspace_id, code=failure.code)
+    subject = f"session {session_id}" if session_id else "a session"
+    where = f"workspace {workspace_id}" if workspace_id else "any workspace"
     what = f"code {failure.code}" if failure.code else "no code"
     return SessionError(
         f"{scope.operation} failed for {subject} in {where} ({what}): {failure.message}",
-        session_id=scope.session_id,
-        workspace_id=scope.workspace_id,
+        session_id=session_id,
+        workspace_id=workspace_id,
         code=failure.code,
         details=failure.details,
         hint=failure.hint,

@@ -290,11 +290,60 @@ class NewToolCall(_Input):
     result: JsonData = None
 
 
-class SessionScope(_Input):
-    """The pair every session operation is filtered by: a session inside a workspace."""
+class _SessionIds(_Input):
+    """What SessionScope accepts: each id a UUID, or text pydantic reads as one."""
 
     session_id: UUID
     workspace_id: UUID
+
+
+_UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""A UUID's canonical text (str(UUID)), as callers pass ids read from JSON or a webhook."""
+
+
+def _canonical_uuid(value: object) -> str | None:
+    """`value`'s canonical UUID text if it is a UUID or already that text; else None."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, str) and _UUID_TEXT.fullmatch(value):
+        return value
+    return None
+
+
+class SessionScope:
+    """The pair every session operation is filtered by: a session inside a workspace.
+
+    It keeps each id's canonical text, which is what every request sends, and makes the
+    UUIDs an error names only when asked. One is built on every call, so the usual inputs (a
+    UUID, or its canonical text) are taken without a pydantic model; anything else goes
+    through `_SessionIds`, which accepts what pydantic reads as a UUID (upper case, no
+    hyphens...) and raises its ValidationError, naming the field, for the rest.
+    """
+
+    __slots__ = ("session", "workspace")
+
+    session: str
+    workspace: str
+
+    def __init__(self, session_id: UUID | str, workspace_id: UUID | str) -> None:
+        session, workspace = _canonical_uuid(session_id), _canonical_uuid(workspace_id)
+        if session is None or workspace is None:
+            ids = _SessionIds.model_validate(
+                {"session_id": session_id, "workspace_id": workspace_id}
+            )
+            session, workspace = str(ids.session_id), str(ids.workspace_id)
+        self.session = session
+        self.workspace = workspace
+
+    @property
+    def session_id(self) -> UUID:
+        """The session's id."""
+        return UUID(self.session)
+
+    @property
+    def workspace_id(self) -> UUID:
+        """The workspace's id."""
+        return UUID(self.workspace)
 
 
 class ConversationKey(_Input):

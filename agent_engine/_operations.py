@@ -163,18 +163,15 @@ class Operation(Generic[T]):
 
 
 def _scope(session_id: Id, workspace_id: Id) -> SessionScope:
-    return SessionScope.model_validate({"session_id": session_id, "workspace_id": workspace_id})
+    return SessionScope(session_id, workspace_id)
 
 
 def _of_session(scope: SessionScope, id_column: str = "id") -> tuple[Condition, ...]:
-    return (
-        Equals(id_column, str(scope.session_id)),
-        Equals("workspace_id", str(scope.workspace_id)),
-    )
+    return (Equals(id_column, scope.session), Equals("workspace_id", scope.workspace))
 
 
 def _session_arguments(scope: SessionScope) -> dict[str, Any]:
-    return {"p_session_id": str(scope.session_id), "p_workspace_id": str(scope.workspace_id)}
+    return {"p_session_id": scope.session, "p_workspace_id": scope.workspace}
 
 
 _STATE_EMBED = Embed(schema.STATE_TABLE, many=False)
@@ -274,7 +271,7 @@ def get_session(session_id: Id, workspace_id: Id) -> Operation[AgentSessionWithS
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), embeds=(_STATE_EMBED,)),
         parse=_session_with_state,
         parse_text=AgentSessionWithState.model_validate_json,
-        scope=ErrorScope("get_session", scope.workspace_id, scope.session_id),
+        scope=ErrorScope("get_session", scope.workspace, scope.session),
     )
 
 
@@ -356,8 +353,8 @@ def update_session_with_version(
         parse_text=AgentSession.model_validate_json,
         scope=ErrorScope(
             operation,
-            scope.workspace_id,
-            scope.session_id,
+            scope.workspace,
+            scope.session,
             by_code={"23505": lambda failure: _another_active(scope, failure)},
         ),
         second_look=SecondLook(
@@ -478,7 +475,7 @@ def get_state(session_id: Id, workspace_id: Id) -> Operation[SessionState]:
         request=Select(schema.STATE_TABLE, _of_session(scope, "session_id")),
         parse=SessionState.model_validate,
         parse_text=SessionState.model_validate_json,
-        scope=ErrorScope("get_state", scope.workspace_id, scope.session_id),
+        scope=ErrorScope("get_state", scope.workspace, scope.session),
     )
 
 
@@ -494,7 +491,7 @@ def update_state(
         request=Update(schema.STATE_TABLE, changes.as_row(), _of_session(scope, "session_id")),
         parse=SessionState.model_validate,
         parse_text=SessionState.model_validate_json,
-        scope=ErrorScope("update_state", scope.workspace_id, scope.session_id),
+        scope=ErrorScope("update_state", scope.workspace, scope.session),
     )
 
 
@@ -510,7 +507,7 @@ def _session_function(
         request=Call(function, {**_session_arguments(scope), **arguments}),
         parse=answer.validate_python,
         parse_text=answer.validate_json,
-        scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
+        scope=ErrorScope(operation, scope.workspace, scope.session),
     )
 
 
@@ -604,8 +601,8 @@ def add_turn(session_id: Id, workspace_id: Id, fields: Mapping[str, Any]) -> Ope
         parse_text=AgentTurn.model_validate_json,
         scope=ErrorScope(
             "add_turn",
-            scope.workspace_id,
-            scope.session_id,
+            scope.workspace,
+            scope.session,
             by_code={
                 "23505": number_taken,
                 schema.IDEMPOTENCY_CONFLICT_SQLSTATE: key_reused,
@@ -651,7 +648,7 @@ def get_turns(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), columns=("id",), embeds=(embed,)),
         parse=lambda row: _TurnsOfSession.model_validate(row).turns,
         parse_text=lambda text: _TurnsOfSession.model_validate_json(text).turns,
-        scope=ErrorScope("get_turns", scope.workspace_id, scope.session_id),
+        scope=ErrorScope("get_turns", scope.workspace, scope.session),
     )
 
 
@@ -696,7 +693,7 @@ def delete_session(session_id: Id, workspace_id: Id) -> Operation[None]:
         request=Call(schema.DELETE_SESSION_FUNCTION, _session_arguments(scope)),
         parse=_nothing,
         parse_text=_nothing,
-        scope=ErrorScope("delete_session", scope.workspace_id, scope.session_id),
+        scope=ErrorScope("delete_session", scope.workspace, scope.session),
     )
 
 
@@ -741,8 +738,8 @@ def add_turns(
         parse_text=_TURNS.validate_json,
         scope=ErrorScope(
             "add_turns",
-            scope.workspace_id,
-            scope.session_id,
+            scope.workspace,
+            scope.session,
             by_code={schema.IDEMPOTENCY_CONFLICT_SQLSTATE: key_reused},
         ),
     )
@@ -847,7 +844,7 @@ def _session_total(operation: str, session_id: Id, workspace_id: Id, column: str
     return Operation(
         request=Select(schema.SESSIONS_TABLE, _of_session(scope), columns=(column,)),
         parse=lambda row: int(row[column]),
-        scope=ErrorScope(operation, scope.workspace_id, scope.session_id),
+        scope=ErrorScope(operation, scope.workspace, scope.session),
     )
 
 

@@ -6,8 +6,11 @@ their order; the comparison is exact, so a missing workspace filter or an extra 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from uuid import UUID
 
+import pytest
 import respx
 
 from agent_engine import (
@@ -241,14 +244,32 @@ def test_get_session_reads_one_object_with_embedded_state_filtered_by_workspace(
     _assert_full_state(session.state, ids)
 
 
-def test_get_session_accepts_string_ids(
-    manager: SessionManager, api: respx.MockRouter, ids: Ids, rows: Rows
+ID_SPELLINGS: dict[str, Callable[[UUID], UUID | str]] = {
+    "a UUID": lambda value: value,
+    "its text": str,
+    "upper case": lambda value: str(value).upper(),
+    "without hyphens": lambda value: value.hex,
+    "in braces": lambda value: f"{{{value}}}",
+    "a URN": lambda value: value.urn,
+}
+"""Ways to write an id that the managers take: ids are validated once, here."""
+
+
+@pytest.mark.parametrize("spell", ID_SPELLINGS.values(), ids=ID_SPELLINGS.keys())
+def test_get_session_accepts_every_spelling_of_an_id_and_sends_its_canonical_text(
+    manager: SessionManager,
+    api: respx.MockRouter,
+    ids: Ids,
+    rows: Rows,
+    spell: Callable[[UUID], UUID | str],
 ) -> None:
     route = api.get("/agent_sessions").mock(return_value=object_response(rows.session_with_state()))
 
-    session = manager.get_session(str(ids.session_id), workspace_id=str(ids.workspace_id))
+    session = manager.get_session(spell(ids.session_id), workspace_id=spell(ids.workspace_id))
 
-    assert ("id", f"eq.{ids.session_id}") in query_items(route.calls.last.request)
+    sent = query_items(route.calls.last.request)
+    assert ("id", f"eq.{ids.session_id}") in sent
+    assert ("workspace_id", f"eq.{ids.workspace_id}") in sent
     assert session.id == ids.session_id
 
 

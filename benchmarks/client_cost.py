@@ -37,12 +37,12 @@ from supabase import AsyncClient, Client
 
 from agent_engine import AsyncSessionManager, SessionManager
 from agent_engine import _schema as schema
-from agent_engine._models import SessionScope
 from agent_engine._postgres_sql import compile_request
 from agent_engine._transport import JSON, Failure, Request
 from benchmarks.context import AGENT_ID, INITIAL_MODE, Bench
 from benchmarks.mock_postgrest import MockPostgrest
 from benchmarks.per_operation import TURNS_BEFORE_GET_TURNS
+from benchmarks.pinning import cores_apart
 from benchmarks.report import Report, Row
 from benchmarks.session_size import PAGE
 from benchmarks.timing import (
@@ -61,6 +61,14 @@ INTENTS_PER_SESSION = 10
 """add_intent_seen moves to a new session after this many calls, so the intents array (which
 every call rewrites and returns whole) stays between 0 and 10 entries however long the run."""
 
+
+class Ids(NamedTuple):
+    """A session a case works on: the ids as an app holds them (UUIDs), read for free."""
+
+    session_id: UUID
+    workspace_id: UUID
+
+
 Manager = SessionManager | AsyncSessionManager
 """The cases call the public methods the same way on both; the async ones return awaitables."""
 SupabaseClient = Client | AsyncClient
@@ -69,19 +77,19 @@ RawAsyncConnection = psycopg.AsyncConnection[Any]
 Filtered = TypeVar("Filtered", bound=BaseFilterRequestBuilder[Any])
 
 
-def _new_scope(bench: Bench) -> SessionScope:
-    return SessionScope(session_id=bench.new_session().id, workspace_id=bench.workspace_id)
+def _new_scope(bench: Bench) -> Ids:
+    return Ids(session_id=bench.new_session().id, workspace_id=bench.workspace_id)
 
 
-def _scope_with_turns(bench: Bench) -> SessionScope:
+def _scope_with_turns(bench: Bench) -> Ids:
     scope = _new_scope(bench)
     bench.add_turns_in_bulk(scope.session_id, TURNS_BEFORE_GET_TURNS)
     return scope
 
 
-def _conversations_scope(bench: Bench) -> SessionScope:
+def _conversations_scope(bench: Bench) -> Ids:
     """No session yet: its session_id only seeds the conversation ids create_session uses."""
-    return SessionScope(session_id=uuid4(), workspace_id=bench.workspace_id)
+    return Ids(session_id=uuid4(), workspace_id=bench.workspace_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,19 +105,19 @@ class Case:
     """
 
     name: str
-    library: Callable[[Manager, SessionScope, int], object]
-    rest: Callable[[SupabaseClient, SessionScope, int], object] | None = None
-    prepare: Callable[[Bench], SessionScope] = _new_scope
+    library: Callable[[Manager, Ids, int], object]
+    rest: Callable[[SupabaseClient, Ids, int], object] | None = None
+    prepare: Callable[[Bench], Ids] = _new_scope
     calls_per_session: int | None = None
     async_too: bool = False
 
 
-def _ids(scope: SessionScope) -> dict[str, str]:
+def _ids(scope: Ids) -> dict[str, str]:
     """The arguments every SQL function takes, as a raw caller writes them."""
     return {"p_session_id": str(scope.session_id), "p_workspace_id": str(scope.workspace_id)}
 
 
-def _session_filter(builder: Filtered, scope: SessionScope) -> Filtered:
+def _session_filter(builder: Filtered, scope: Ids) -> Filtered:
     """The session's filters, as a raw caller writes them."""
     return builder.eq("id", str(scope.session_id)).eq("workspace_id", str(scope.workspace_id))
 
@@ -117,11 +125,11 @@ def _session_filter(builder: Filtered, scope: SessionScope) -> Filtered:
 # get_session
 
 
-def _get_session(manager: Manager, scope: SessionScope, number: int) -> object:
+def _get_session(manager: Manager, scope: Ids, number: int) -> object:
     return manager.get_session(scope.session_id, workspace_id=scope.workspace_id)
 
 
-def _get_session_rest(client: SupabaseClient, scope: SessionScope, number: int) -> object:
+def _get_session_rest(client: SupabaseClient, scope: Ids, number: int) -> object:
     builder = client.table(schema.SESSIONS_TABLE).select(f"*,{schema.STATE_TABLE}(*)")
     return _session_filter(builder, scope).single().execute()
 
@@ -129,11 +137,11 @@ def _get_session_rest(client: SupabaseClient, scope: SessionScope, number: int) 
 # create_session: a new conversation each call
 
 
-def _conversation(scope: SessionScope, number: int) -> UUID:
+def _conversation(scope: Ids, number: int) -> UUID:
     return UUID(int=scope.session_id.int ^ number)
 
 
-def _create_session(manager: Manager, scope: SessionScope, number: int) -> object:
+def _create_session(manager: Manager, scope: Ids, number: int) -> object:
     return manager.create_session(
         workspace_id=scope.workspace_id,
         agent_id=AGENT_ID,
@@ -142,7 +150,7 @@ def _create_session(manager: Manager, scope: SessionScope, number: int) -> objec
     )
 
 
-def _create_session_rest(client: SupabaseClient, scope: SessionScope, number: int) -> object:
+def _create_session_rest(client: SupabaseClient, scope: Ids, number: int) -> object:
     arguments: dict[str, Any] = {
         "p_workspace_id": str(scope.workspace_id),
         "p_agent_id": AGENT_ID,
@@ -159,7 +167,7 @@ def _create_session_rest(client: SupabaseClient, scope: SessionScope, number: in
 # get_turn_count
 
 
-def _get_turn_count(manager: Manager, scope: SessionScope, number: int) -> object:
+def _get_turn_count(manager: Manager, scope: Ids, number: int) -> object:
     return manager.get_turn_count(scope.session_id, workspace_id=scope.workspace_id)
 
 
@@ -175,11 +183,11 @@ def _turn(number: int) -> dict[str, Any]:
     }
 
 
-def _add_turn(manager: Manager, scope: SessionScope, number: int) -> object:
+def _add_turn(manager: Manager, scope: Ids, number: int) -> object:
     return manager.add_turn(scope.session_id, workspace_id=scope.workspace_id, **_turn(number))
 
 
-def _add_turn_rest(client: SupabaseClient, scope: SessionScope, number: int) -> object:
+def _add_turn_rest(client: SupabaseClient, scope: Ids, number: int) -> object:
     turn = _turn(number)
     arguments = {
         **_ids(scope),
@@ -199,11 +207,11 @@ def _add_turn_rest(client: SupabaseClient, scope: SessionScope, number: int) -> 
 # add_intent_seen
 
 
-def _add_intent_seen(manager: Manager, scope: SessionScope, number: int) -> object:
+def _add_intent_seen(manager: Manager, scope: Ids, number: int) -> object:
     return manager.add_intent_seen(scope.session_id, "pricing", workspace_id=scope.workspace_id)
 
 
-def _add_intent_seen_rest(client: SupabaseClient, scope: SessionScope, number: int) -> object:
+def _add_intent_seen_rest(client: SupabaseClient, scope: Ids, number: int) -> object:
     arguments = {**_ids(scope), "p_intent": "pricing"}
     return client.rpc(schema.APPEND_INTENT_FUNCTION, arguments).execute()
 
@@ -215,7 +223,7 @@ def _captured(number: int) -> dict[str, Any]:
     return {f"field_{number % 10}": number}
 
 
-def _update_captured_data(manager: Manager, scope: SessionScope, number: int) -> object:
+def _update_captured_data(manager: Manager, scope: Ids, number: int) -> object:
     return manager.update_captured_data(
         scope.session_id, _captured(number), workspace_id=scope.workspace_id
     )
@@ -224,7 +232,7 @@ def _update_captured_data(manager: Manager, scope: SessionScope, number: int) ->
 # update_session_with_version: one caller per session, so call n expects version 1 + n
 
 
-def _update_session_with_version(manager: Manager, scope: SessionScope, number: int) -> object:
+def _update_session_with_version(manager: Manager, scope: Ids, number: int) -> object:
     return manager.update_session_with_version(
         scope.session_id,
         FIRST_VERSION + number,
@@ -233,9 +241,7 @@ def _update_session_with_version(manager: Manager, scope: SessionScope, number: 
     )
 
 
-def _update_session_with_version_rest(
-    client: SupabaseClient, scope: SessionScope, number: int
-) -> object:
+def _update_session_with_version_rest(client: SupabaseClient, scope: Ids, number: int) -> object:
     version = FIRST_VERSION + number
     builder = client.table(schema.SESSIONS_TABLE).update(
         {"current_mode": MODES[number % 2], "version": version + 1}
@@ -246,7 +252,7 @@ def _update_session_with_version_rest(
 # get_turns
 
 
-def _get_turns(manager: Manager, scope: SessionScope, number: int) -> object:
+def _get_turns(manager: Manager, scope: Ids, number: int) -> object:
     return manager.get_turns(scope.session_id, workspace_id=scope.workspace_id, limit=PAGE)
 
 
@@ -303,7 +309,7 @@ class RequestCatcher:
     def __init__(self) -> None:
         self._manager = SessionManager(self)
 
-    def request_of(self, case: Case, scope: SessionScope, number: int) -> Request:
+    def request_of(self, case: Case, scope: Ids, number: int) -> Request:
         """The request call `number` of `case` sends."""
         try:
             case.library(self._manager, scope, number)
@@ -347,14 +353,16 @@ def run(bench: Bench, report: Report) -> None:
         "parameters, on a plain psycopg connection (autocommit, prepare_threshold=None): "
         "execute + fetchall; prepared raw: execute(prepare=True) on a connection of its own"
     )
-    sync_costs = _postgres_costs(bench)
+    with cores_apart(bench.database) as placement:
+        sync_costs = _postgres_costs(bench)
+        async_costs = _async_postgres_costs(bench)
+    where = f"Direct Postgres sides: {placement} (see benchmarks/pinning.py)"
     report.table(
         "client_cost_postgres",
         "Client CPU per operation, direct Postgres, SessionManager vs raw psycopg, same statement",
         [_cpu_row(name, costs) for name, costs in sync_costs],
-        notes=(f"{cpu}; ratio: library / raw. {sides}. {how}.",),
+        notes=(f"{cpu}; ratio: library / raw. {sides}. {how}. {where}.",),
     )
-    async_costs = _async_postgres_costs(bench)
     report.table(
         "client_cost_postgres_async",
         "Client CPU per operation, direct Postgres, AsyncSessionManager vs raw psycopg "
@@ -363,7 +371,7 @@ def run(bench: Bench, report: Report) -> None:
         notes=(
             f"{cpu}, the event loop's own work included (each block is one task awaiting its "
             f"calls in turn); ratio: library / raw. {sides} (AsyncSessionManager, "
-            f"AsyncConnection). {how}.",
+            f"AsyncConnection). {how}. {where}.",
         ),
     )
     report.table(
@@ -374,9 +382,9 @@ def run(bench: Bench, report: Report) -> None:
         notes=(
             "Median wall latency per call in ms, one caller, from the same runs as the two CPU "
             "tables above; ratio: library / raw; prepared gain: "
-            "library without / with prepare. The server runs on this machine, so the server's "
-            "work (parse and plan saved by prepared statements) and the client's share the "
-            "cores.",
+            "library without / with prepare. The server runs on this machine, so the time it "
+            "spends (parse and plan, which prepared statements save) is in the wall time. "
+            f"{where}.",
         ),
     )
     report.table(
@@ -499,7 +507,7 @@ def _async_postgres_costs(bench: Bench) -> list[tuple[str, FourSides]]:
 C = TypeVar("C")
 
 
-def _numbered(bench: Bench, case: Case) -> list[tuple[int, SessionScope]]:
+def _numbered(bench: Bench, case: Case) -> list[tuple[int, Ids]]:
     """(call number, session) of each call of one side: a side gets sessions of its own,
     since writes (turn keys, versions, conversations) must not collide."""
     count = bench.parameters.warmup + bench.parameters.client_cost_calls
@@ -570,7 +578,7 @@ def _supabase_row(
 ) -> Row:
     rest = case.rest
     assert rest is not None
-    scope = SessionScope(session_id=uuid4(), workspace_id=uuid4())
+    scope = Ids(session_id=uuid4(), workspace_id=uuid4())
     postgrest.answer(RequestCatcher().request_of(case, scope, 0), answer)
     parameters = bench.parameters
     # Both sides make the same calls (no database behind): call n sends the same request.

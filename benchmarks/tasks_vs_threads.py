@@ -14,6 +14,7 @@ import itertools
 import statistics
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, cast
 
 import psycopg
@@ -23,6 +24,7 @@ from agent_engine import _operations as operations
 from agent_engine._postgres_sql import STATEMENTS
 from benchmarks.client_cost import Manager
 from benchmarks.context import Bench
+from benchmarks.pinning import cores_apart
 from benchmarks.report import Report, Row
 from benchmarks.timing import (
     AsyncCall,
@@ -41,7 +43,7 @@ def run(bench: Bench, report: Report) -> None:
         "tasks_vs_threads",
         f"add_turn: AsyncSessionManager with {workers} tasks vs SessionManager with {workers} "
         f"threads (pool of {workers} each)",
-        [_raw_row(bench), *(_row(bench, prepare) for prepare in (False, True))],
+        [*_rows(bench, "shared"), *_rows(bench, "apart")],
         notes=(
             f"ops/s: add_turn calls completed per second by all workers, each on its own "
             f"session: the median of {parameters.throughput_rounds} rounds that alternate "
@@ -51,9 +53,21 @@ def run(bench: Bench, report: Report) -> None:
             "call, in µs, in the same rounds. The server shares the machine's cores with the "
             "client. raw psycopg: the statement the library sends for add_turn (without its "
             "timeout), on one plain Connection per thread vs one AsyncConnection per task "
-            "(autocommit, no prepared statements): the driver's own async/sync ratio here.",
+            "(autocommit, no prepared statements): the driver's own async/sync ratio here. "
+            "cores shared: client and server on every core, as the scheduler places them; "
+            "apart: the client on one core, the server on the other (see "
+            "benchmarks/pinning.py), as when the database runs on another machine.",
         ),
     )
+
+
+def _rows(bench: Bench, cores: str) -> list[Row]:
+    """The raw, unprepared and prepared rows, the cores shared or kept apart."""
+    with cores_apart(bench.database) if cores == "apart" else nullcontext() as placement:
+        if placement is not None and placement.startswith("not pinned"):
+            return []  # a shared server: the first rows already show this
+        rows = [_raw_row(bench), *(_row(bench, prepare) for prepare in (False, True))]
+    return [{"cores": cores, **row} for row in rows]
 
 
 def _row(bench: Bench, prepare: bool) -> Row:

@@ -40,6 +40,7 @@ from agent_engine import _schema as schema
 from agent_engine._postgres_sql import compile_request
 from agent_engine._transport import JSON, Failure, Request
 from benchmarks.context import AGENT_ID, INITIAL_MODE, Bench
+from benchmarks.database import settle
 from benchmarks.mock_postgrest import MockPostgrest
 from benchmarks.per_operation import TURNS_BEFORE_GET_TURNS
 from benchmarks.pinning import cores_apart
@@ -353,10 +354,11 @@ def run(bench: Bench, report: Report) -> None:
         "parameters, on a plain psycopg connection (autocommit, prepare_threshold=None): "
         "execute + fetchall; prepared raw: execute(prepare=True) on a connection of its own"
     )
+    settled = settle(bench.database)
     with cores_apart(bench.database) as placement:
         sync_costs = _postgres_costs(bench)
         async_costs = _async_postgres_costs(bench)
-    where = f"Direct Postgres sides: {placement} (see benchmarks/pinning.py)"
+    where = f"Direct Postgres sides: {placement} (see benchmarks/pinning.py); {settled}"
     report.table(
         "client_cost_postgres",
         "Client CPU per operation, direct Postgres, SessionManager vs raw psycopg, same statement",

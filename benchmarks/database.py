@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,3 +111,35 @@ def _describe(dsn: str) -> str:
     # Names the server without echoing a password.
     parts = conninfo_to_dict(dsn)
     return " ".join(f"{key}={parts.get(key, '')}" for key in ("host", "port", "dbname"))
+
+
+QUIET_TIMEOUT_SECONDS = 120.0
+"""The longest `settle` waits for the server's background work to end."""
+
+
+def settle(database: Database) -> str:
+    """Let the server finish its background work before client CPU is measured.
+
+    Earlier sections fill tables (100,000 turns, 100,000 sessions), after which autovacuum
+    and the checkpointer may run for a while; with the server pinned to the other core they
+    still share the processor's last-level cache and memory bandwidth with the client. A
+    private server is checkpointed and then waited for until no autovacuum worker runs (at
+    most QUIET_TIMEOUT_SECONDS); a DATABASE_URL server is left alone. Says what it did.
+    """
+    if not database.private:
+        return "server not settled (not private)"
+    start = time.monotonic()
+    seen = 0
+    with psycopg.connect(database.dsn, autocommit=True) as connection:
+        connection.execute("checkpoint")
+        while time.monotonic() - start < QUIET_TIMEOUT_SECONDS:
+            row = connection.execute(
+                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
+            ).fetchone()
+            workers = int(row[0]) if row else 0
+            if workers == 0:
+                break
+            seen = max(seen, workers)
+            time.sleep(0.5)
+    waited = time.monotonic() - start
+    return f"server settled first: checkpoint, {seen} autovacuum worker(s), {waited:.1f} s"

@@ -45,7 +45,8 @@ Parameter = str | list[str] | None
 """A value as it is bound: text of unknown type (Postgres casts it to the column's or the
 argument's type), a text array for OneOf, or NULL."""
 
-_FAILED = int(pq.ExecStatus.FATAL_ERROR)  # an int: compared on every call
+FAILED = int(pq.ExecStatus.FATAL_ERROR)
+"""A failed statement's result status, as an int: compared on every call."""
 
 _PARENT = sql.Identifier("t")
 _CHILD = sql.Identifier("c")
@@ -248,7 +249,7 @@ def first_values(
     the statement's: an error ends the message, so it is the last result).
     """
     last = results[-1]
-    if last.status == _FAILED:
+    if last.status == FAILED:
         raise psycopg.errors.error_from_result(last, encoding=connection.info.encoding)
     values: list[JSONText | None] = []
     for row in range(min(last.ntuples, 2)):

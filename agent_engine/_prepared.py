@@ -26,10 +26,9 @@ from psycopg import pq
 from psycopg.pq.abc import PGconn, PGresult
 
 from agent_engine._postgres_exchange import Message
-from agent_engine._postgres_sql import Parameter, Statement, array_text, literals
+from agent_engine._postgres_sql import FAILED, Parameter, Statement, array_text, literals
 
-_OK = pq.ExecStatus.COMMAND_OK
-_FAILED = pq.ExecStatus.FATAL_ERROR
+_OK = int(pq.ExecStatus.COMMAND_OK)
 _NO_SUCH_STATEMENT = b"26000"
 
 
@@ -95,7 +94,7 @@ class PreparedSession:
         last = results[-1]
         if call.prepares and len(results) >= 2 and results[1].status == _OK:
             self.names[call.text] = call.name
-        if last.status != _FAILED:
+        if last.status != FAILED:
             if call.timeout is not None:
                 self.timeout = call.timeout
             return False

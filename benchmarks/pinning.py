@@ -25,14 +25,21 @@ import psycopg
 from benchmarks.database import Database
 
 
+def pinnable(database: Database) -> bool:
+    """Whether `cores_apart` can pin: a private server, two cores or more, Linux."""
+    return (
+        database.private and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+    )
+
+
 @contextmanager
 def cores_apart(database: Database) -> Iterator[str]:
     """Pin the client to one core and the private server to the rest, until the block
-    ends; yields how the cores were split, for the report."""
-    cores = sorted(os.sched_getaffinity(0))
-    if not database.private or len(cores) < 2 or not hasattr(os, "sched_setaffinity"):
+    ends (if `pinnable`); yields how the cores were split, for the report."""
+    if not pinnable(database):
         yield "not pinned: client and server share every core"
         return
+    cores = sorted(os.sched_getaffinity(0))
     client, server = {cores[0]}, set(cores[1:])
     postmaster = _postmaster_pid(database.dsn)
     threads = _threads_of(os.getpid())

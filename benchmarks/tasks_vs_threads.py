@@ -24,7 +24,7 @@ from agent_engine import _operations as operations
 from agent_engine._postgres_sql import STATEMENTS
 from benchmarks.client_cost import Manager
 from benchmarks.context import Bench
-from benchmarks.pinning import cores_apart
+from benchmarks.pinning import cores_apart, pinnable
 from benchmarks.report import Report, Row
 from benchmarks.timing import (
     AsyncCall,
@@ -50,9 +50,9 @@ def run(bench: Bench, report: Report) -> None:
             f"threads and tasks, {parameters.operations_per_thread} timed calls per worker "
             f"each, after {parameters.warmup} untimed (which open the pool's connections); "
             "ratio: tasks / threads. cpu: the client process's CPU time (every thread's) per "
-            "call, in µs, in the same rounds. The server shares the machine's cores with the "
-            "client. raw psycopg: the statement the library sends for add_turn (without its "
-            "timeout), on one plain Connection per thread vs one AsyncConnection per task "
+            "call, in µs, in the same rounds. raw psycopg: the statement the library sends "
+            "for add_turn (without its timeout), on one plain Connection per thread vs one "
+            "AsyncConnection per task "
             "(autocommit, no prepared statements): the driver's own async/sync ratio here. "
             "cores shared: client and server on every core, as the scheduler places them; "
             "apart: the client on one core, the server on the other (see "
@@ -63,9 +63,10 @@ def run(bench: Bench, report: Report) -> None:
 
 def _rows(bench: Bench, cores: str) -> list[Row]:
     """The raw, unprepared and prepared rows, the cores shared or kept apart."""
-    with cores_apart(bench.database) if cores == "apart" else nullcontext() as placement:
-        if placement is not None and placement.startswith("not pinned"):
-            return []  # a shared server: the first rows already show this
+    apart = cores == "apart"
+    if apart and not pinnable(bench.database):
+        return []  # the cores stay shared: the first rows already show that
+    with cores_apart(bench.database) if apart else nullcontext():
         rows = [_raw_row(bench), *(_row(bench, prepare) for prepare in (False, True))]
     return [{"cores": cores, **row} for row in rows]
 

@@ -16,7 +16,8 @@ client, both answered by an httpx.MockTransport (no PostgREST server, no socket)
 client CPU means anything there; a check first makes sure both sides send the same request.
 
 Every side runs its calls once each, on one thread, in blocks that alternate the sides
-(see timing.measure_client_cost); the ratios are library / raw. Run it alone with
+(see timing.measure_client_cost); a ratio is the median over the rounds of library / raw
+CPU in the same round (timing.paired_ratio). Run it alone with
 `python -m benchmarks.client_cost` (prints the tables, writes no results file).
 """
 
@@ -52,6 +53,7 @@ from benchmarks.timing import (
     ClientCost,
     measure_async_client_cost,
     measure_client_cost,
+    paired_ratio,
 )
 
 FIRST_VERSION = 1
@@ -341,7 +343,12 @@ def run(bench: Bench, report: Report) -> None:
     how = (
         f"{parameters.client_cost_calls:,} timed calls per operation and side after "
         f"{parameters.warmup} untimed, on one thread, in {parameters.client_cost_blocks} "
-        "blocks alternating the sides"
+        "rounds of one block per side, run back to back in alternating order"
+    )
+    ratio = (
+        "ratio: the median over the rounds of library / raw CPU per call in the same round "
+        "(timing.paired_ratio: the two blocks of a round meet the same state of the machine), "
+        "so not exactly the quotient of the two medians shown"
     )
     cpu = (
         "cpu: CPU time of the calling thread per call (time.thread_time, which leaves out the "
@@ -363,7 +370,7 @@ def run(bench: Bench, report: Report) -> None:
         "client_cost_postgres",
         "Client CPU per operation, direct Postgres, SessionManager vs raw psycopg, same statement",
         [_cpu_row(name, costs) for name, costs in sync_costs],
-        notes=(f"{cpu}; ratio: library / raw. {sides}. {how}. {where}.",),
+        notes=(f"{cpu}; {ratio}. {sides}. {how}. {where}.",),
     )
     report.table(
         "client_cost_postgres_async",
@@ -372,7 +379,7 @@ def run(bench: Bench, report: Report) -> None:
         [_cpu_row(name, costs) for name, costs in async_costs],
         notes=(
             f"{cpu}, the event loop's own work included (each block is one task awaiting its "
-            f"calls in turn); ratio: library / raw. {sides} (AsyncSessionManager, "
+            f"calls in turn); {ratio}. {sides} (AsyncSessionManager, "
             f"AsyncConnection). {how}. {where}.",
         ),
     )
@@ -395,8 +402,8 @@ def run(bench: Bench, report: Report) -> None:
         "(PostgREST mocked with httpx.MockTransport)",
         _supabase_rows(bench),
         notes=(
-            f"{cpu}, the mock's response building included on both sides; ratio: library / "
-            "raw. library: SessionManager(client) / AsyncSessionManager(async_client). raw: "
+            f"{cpu}, the mock's response building included on both sides; {ratio}. "
+            "library: SessionManager(client) / AsyncSessionManager(async_client). raw: "
             "postgrest-py builder calls + execute() on the same client, checked to send the "
             "same method, path, query, Accept and Prefer headers and body; both get the JSON "
             f"Postgres answered to that request. {how}.",
@@ -416,7 +423,7 @@ def _cpu_columns(prefix: str, library: ClientCost, raw: ClientCost) -> Row:
     return {
         f"{prefix}library_cpu_us": library.cpu_us_per_call,
         f"{prefix}raw_cpu_us": raw.cpu_us_per_call,
-        f"{prefix}cpu_ratio": library.cpu_us_per_call / raw.cpu_us_per_call,
+        f"{prefix}cpu_ratio": paired_ratio(library.cpu_seconds_per_call, raw.cpu_seconds_per_call),
     }
 
 

@@ -31,6 +31,7 @@ from benchmarks.timing import (
     Throughput,
     measure_async_throughput,
     measure_throughput,
+    paired_ratio,
 )
 from benchmarks.timing import Call as SyncCall
 
@@ -49,7 +50,9 @@ def run(bench: Bench, report: Report) -> None:
             f"session: the median of {parameters.throughput_rounds} rounds that alternate "
             f"threads and tasks, {parameters.operations_per_thread} timed calls per worker "
             f"each, after {parameters.warmup} untimed (which open the pool's connections); "
-            "ratio: tasks / threads. cpu: the client process's CPU time (every thread's) per "
+            "ratio: the median over the rounds of tasks / threads in the same round (so not "
+            "exactly the quotient of the two medians shown). cpu: the client process's CPU "
+            "time (every thread's) per "
             "call, in µs, in the same rounds. raw psycopg: the statement the library sends "
             "for add_turn (without its timeout), on one plain Connection per thread vs one "
             "AsyncConnection per task "
@@ -140,7 +143,9 @@ def _compared(
         "statements": name,
         **_columns("threads", threads),
         **_columns("tasks", tasks),
-        "ratio": _median_rate(tasks) / _median_rate(threads),
+        "ratio": paired_ratio(
+            [round_.per_second for round_ in tasks], [round_.per_second for round_ in threads]
+        ),
     }
 
 

@@ -77,6 +77,21 @@ class ClientCost:
         return statistics.median(self.cpu_seconds_per_call) * 1_000_000
 
 
+def paired_ratio(tops: Sequence[float], bottoms: Sequence[float]) -> float:
+    """The median over the rounds of top / bottom, each pair measured in the same round.
+
+    measure_client_cost runs one block of each side per round, back to back (the
+    tasks-vs-threads section one run of each): the two of a round meet the same state of the
+    machine (a slower phase lasts seconds and takes every side's blocks of its rounds with
+    it), so their ratio cancels it, where a ratio of the two medians mixes blocks of
+    different rounds. Measured here with four sides running identical add_turn calls, six
+    runs: the ratio of medians of two identical sides ranged 0.87-1.10, this one 0.94-1.07.
+    """
+    if len(tops) != len(bottoms):
+        raise ValueError(f"not one run: {len(tops)} and {len(bottoms)} rounds")
+    return statistics.median(top / bottom for top, bottom in zip(tops, bottoms, strict=True))
+
+
 def measure_latency(call: Call, *, iterations: int, warmup: int) -> Latency:
     """Run `call` `warmup` times untimed, then time each of `iterations` calls."""
     for _ in range(warmup):

@@ -71,10 +71,11 @@ def _storable_text(value: str) -> str:
     return value
 
 
-def _has_text(value: str) -> str:
+def _storable_nonblank_text(value: str) -> str:
+    # One callback for both rules: add_turn runs it twice per call (content, key).
     if not value.strip():
         raise ValueError("must contain text, not only whitespace")
-    return value
+    return _storable_text(value)
 
 
 def _json_value(value: Any, path: str = "$", depth: int = 0) -> Any:
@@ -127,7 +128,7 @@ def _unique(values: list[str]) -> list[str]:
 
 
 StorableText = Annotated[str, Strict(), AfterValidator(_storable_text)]
-NonEmptyText = Annotated[StorableText, AfterValidator(_has_text)]
+NonEmptyText = Annotated[str, Strict(), AfterValidator(_storable_nonblank_text)]
 """Text kept exactly as given (a message's spacing matters) that must not be blank."""
 Identifier = Annotated[
     str,
@@ -140,8 +141,7 @@ IdempotencyKey = Annotated[
     str,
     Strict(),
     StringConstraints(min_length=1, max_length=IDENTIFIER_MAX_LENGTH),
-    AfterValidator(_has_text),
-    AfterValidator(_storable_text),
+    AfterValidator(_storable_nonblank_text),
 ]
 """A caller's idempotency key, kept exactly as given: keys differing by a space are two keys."""
 JsonData = Annotated[JsonValue, PlainValidator(_json_value)]
@@ -419,8 +419,9 @@ class CapturedDataChange(_Input):
     data: JsonObject
 
 
-def _none_as_empty(value: object) -> object:
-    return {} if value is None else value
+def _json_object_or_empty(value: object) -> dict[str, Any]:
+    # None reads as no metadata; one callback, where a BeforeValidator would add a second.
+    return {} if value is None else _json_object(value)
 
 
 class NewTurn(_Input):
@@ -434,7 +435,9 @@ class NewTurn(_Input):
     tools_called: tuple[Annotated[NewToolCall, BeforeValidator(_record_as_mapping)], ...] = ()
     tokens_used: TokenCount = 0
     idempotency_key: IdempotencyKey | None = None
-    metadata: Annotated[JsonObject, BeforeValidator(_none_as_empty)] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, JsonValue], PlainValidator(_json_object_or_empty)] = Field(
+        default_factory=dict
+    )
 
 
 class RecentTurns(_Input):

@@ -107,6 +107,11 @@ INVALID_CALLS: dict[str, ManagerCall] = {
     "tokens_used beyond a Postgres integer": _add_turn(tokens_used=2**31),
     "empty intent_detected": _add_turn(intent_detected=" "),
     "tool call without name": _add_turn(tools_called=[{"name": "", "input": {}}]),
+    "metadata a list": _add_turn(metadata=[("channel", "whatsapp")]),
+    "metadata a string": _add_turn(metadata="channel=whatsapp"),
+    "metadata with NaN": _add_turn(metadata={"score": float("nan")}),
+    "metadata with a non-string key": _add_turn(metadata={1: "one"}),
+    "metadata with U+0000 in a key": _add_turn(metadata={"a\x00b": 1}),
     "get_turns limit 0": lambda manager, ids: manager.get_turns(
         ids.session_id, workspace_id=ids.workspace_id, limit=0
     ),

@@ -15,9 +15,9 @@ and the same HTTP request sent by hand-written postgrest-py builder calls on the
 client, both answered by an httpx.MockTransport (no PostgREST server, no socket), so only
 client CPU means anything there; a check first makes sure both sides send the same request.
 
-Every side runs its calls once each, on one thread, in blocks that alternate the sides
-(see timing.measure_client_cost); a ratio is the median over the rounds of library / raw
-CPU in the same round (timing.paired_ratio). Run it alone with
+Every side runs its calls once each, on one thread, the sides taking turns call by call
+(see timing.measure_client_cost); a ratio is the median over the blocks of library / raw
+CPU in the same block (timing.paired_ratio). Run it alone with
 `python -m benchmarks.client_cost` (prints the tables, writes no results file).
 """
 
@@ -342,18 +342,19 @@ def run(bench: Bench, report: Report) -> None:
     parameters = bench.parameters
     how = (
         f"{parameters.client_cost_calls:,} timed calls per operation and side after "
-        f"{parameters.warmup} untimed, on one thread, in {parameters.client_cost_blocks} "
-        "rounds of one block per side, run back to back in alternating order"
+        f"{parameters.warmup} untimed, on one thread, the two sides compared taking turns "
+        f"call by call (A B, B A...; the prepared pair in a run of its own), in "
+        f"{parameters.client_cost_blocks} blocks"
     )
     ratio = (
-        "ratio: the median over the rounds of library / raw CPU per call in the same round "
-        "(timing.paired_ratio: the two blocks of a round meet the same state of the machine), "
-        "so not exactly the quotient of the two medians shown"
+        "ratio: the median over the blocks of library / raw CPU per call in the same block "
+        "(timing.paired_ratio: both sides' calls of a block met the same state of the "
+        "machine), so not exactly the quotient of the two medians shown"
     )
     cpu = (
         "cpu: CPU time of the calling thread per call (time.thread_time, which leaves out the "
-        "time blocked on the socket and any other thread's work), in µs, the median over the "
-        "blocks"
+        "time blocked on the socket and any other thread's work, read around each call), in "
+        "µs, the median over the blocks"
     )
     sides = (
         "library: from_postgres(pool_size=1), prepared: from_postgres(prepare=True). raw: the "
@@ -464,12 +465,15 @@ def _postgres_costs(bench: Bench) -> list[tuple[str, FourSides]]:
             prepared_raw = _raw_calls(
                 bench, case, partial(_raw_statement, prepared_connection, prepare=True)
             )
-            costs = measure_client_cost(
-                (library, raw, prepared_library, prepared_raw),
-                warmup=bench.parameters.warmup,
-                blocks=bench.parameters.client_cost_blocks,
-            )
-            results.append((case.name, FourSides(*costs)))
+            costs = [
+                measure_client_cost(
+                    pair,
+                    warmup=bench.parameters.warmup,
+                    blocks=bench.parameters.client_cost_blocks,
+                )
+                for pair in ((library, raw), (prepared_library, prepared_raw))
+            ]
+            results.append((case.name, FourSides(*costs[0], *costs[1])))
         return results
 
 
@@ -503,13 +507,16 @@ def _async_postgres_costs(bench: Bench) -> list[tuple[str, FourSides]]:
                 _raw_calls(bench, case, partial(_raw_async_statement, connection, prepare=prepare))
                 for connection, prepare in zip(connections, (False, True), strict=True)
             )
-            costs = measure_async_client_cost(
-                runner,
-                (library, raw, prepared_library, prepared_raw),
-                warmup=bench.parameters.warmup,
-                blocks=bench.parameters.client_cost_blocks,
-            )
-            results.append((case.name, FourSides(*costs)))
+            costs = [
+                measure_async_client_cost(
+                    runner,
+                    pair,
+                    warmup=bench.parameters.warmup,
+                    blocks=bench.parameters.client_cost_blocks,
+                )
+                for pair in ((library, raw), (prepared_library, prepared_raw))
+            ]
+            results.append((case.name, FourSides(*costs[0], *costs[1])))
         return results
 
 

@@ -12,7 +12,7 @@ Round trips are counted on the wire for both alike (counting.WireTrace: the Read
 messages of libpq's protocol trace), so psycopg's implicit BEGIN, a COMMIT, the ROLLBACK of
 a read and a pipelined executemany count as what they cost. The SDK's statements are listed
 from SQLAlchemy's own events (begin, before_cursor_execute, commit, rollback) as a check.
-Latency alternates the two stores in blocks (timing.measure_async_client_cost). Run it
+Latency: the two stores take turns call by call (timing.measure_async_client_cost). Run it
 alone with `python -m benchmarks.openai_agents_sessions`.
 """
 
@@ -119,10 +119,11 @@ def run(bench: Bench, report: Report) -> None:
         latency,
         notes=(
             f"Wall time of {bench.parameters.iterations} calls per store and operation in ms, "
-            f"after {bench.parameters.warmup} untimed, in {bench.parameters.client_cost_blocks} "
-            "blocks alternating the stores (A B, B A...); ratio: agent_engine median / "
-            "sqlalchemy median. cpu: the calling thread's CPU per call in µs (median over the "
-            "blocks). add_items stores 4 items (a turn with a tool call) on a session of "
+            f"after {bench.parameters.warmup} untimed, the stores taking turns call by call "
+            f"(A B, B A...), in {bench.parameters.client_cost_blocks} blocks; ratio: "
+            "agent_engine median / sqlalchemy median. cpu: the calling thread's CPU per call "
+            "in µs (median over the blocks). add_items stores 4 items (a turn with a tool "
+            "call) on a session of "
             "its own; the reads run on the same session each time.",
         ),
     )

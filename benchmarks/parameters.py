@@ -39,9 +39,9 @@ class Parameters:
     client_cost_calls: int
     """Timed calls per operation and side (library, raw driver) in the client-cost section."""
     client_cost_blocks: int
-    """Blocks those calls are split into, one per side and round, alternating library and
-    raw driver; CPU per call is the median over the blocks, a ratio the median over the
-    rounds of the two sides' ratio in each (timing.paired_ratio)."""
+    """Blocks those calls are split into (the sides take turns call by call in each); CPU
+    per call is the median over the blocks, a ratio the median over the blocks of the two
+    sides' ratio in each (timing.paired_ratio)."""
     order_check_writes_per_task: int
     """add_items calls each of the concurrent tasks makes on one shared SDK session."""
 

@@ -78,14 +78,12 @@ class ClientCost:
 
 
 def paired_ratio(tops: Sequence[float], bottoms: Sequence[float]) -> float:
-    """The median over the rounds of top / bottom, each pair measured in the same round.
+    """The median over the blocks (or rounds) of top / bottom, each pair measured together.
 
-    measure_client_cost runs one block of each side per round, back to back (the
-    tasks-vs-threads section one run of each): the two of a round meet the same state of the
-    machine (a slower phase lasts seconds and takes every side's blocks of its rounds with
-    it), so their ratio cancels it, where a ratio of the two medians mixes blocks of
-    different rounds. Measured here with four sides running identical add_turn calls, six
-    runs: the ratio of medians of two identical sides ranged 0.87-1.10, this one 0.94-1.07.
+    In measure_client_cost the two sides take turns call by call within a block, and in the
+    tasks-vs-threads section one run of each makes a round: the two figures of a pair meet
+    the same state of the machine (a slower phase lasts seconds), so their ratio cancels it,
+    where a ratio of the two medians mixes figures of different times.
     """
     if len(tops) != len(bottoms):
         raise ValueError(f"not one run: {len(tops)} and {len(bottoms)} rounds")
@@ -187,92 +185,101 @@ def measure_async_throughput(
 
 
 def measure_client_cost(
-    sides: Sequence[Sequence[Call]],
-    *,
-    warmup: int,
-    blocks: int,
-    between_blocks: Call | None = None,
+    sides: Sequence[Sequence[Call]], *, warmup: int, blocks: int
 ) -> list[ClientCost]:
-    """The client cost of each side's calls, run once each, side by side on this thread.
+    """The client cost of each side's calls, the sides taking turns call by call.
 
-    Each side first runs its first `warmup` calls untimed; the rest are split into
-    `blocks` blocks, run side after side, in reverse order every other round (A B, B A...),
-    so that drift (caches, a growing table, a busier machine) falls on every side alike.
-    `between_blocks` runs untimed after each block (say, to drop what a mock recorded).
+    Every side has as many calls. Call i of every side runs before call i + 1 of any, in an
+    order reversed at every i (A B, B A...), so the sides meet the same state of the machine
+    within a millisecond and run after one another's code alike; each call's thread CPU and
+    wall time are read around it (the timer itself, about 0.5 µs per call here, is in both
+    sides' figures). The first `warmup` calls are not timed; the rest are split into `blocks`
+    blocks, in each of which a side's CPU per call is its total over the block's calls.
+    Measured here with four sides running identical add_turn calls, three runs: the ratio of
+    two identical sides (paired_ratio) was 0.990-1.012; taking turns by blocks of 100 calls
+    instead, as this did first, it was 0.94-1.07 (0.87-1.10 as a ratio of medians).
     Objects that exist before the first block are frozen out of garbage collection
     meanwhile, so a collection costs what the calls themselves left, whatever else the
-    process holds. Raises ValueError if a side has fewer timed calls than `blocks`.
+    process holds. Raises ValueError if the sides have different numbers of calls, or fewer
+    timed calls than `blocks`.
     """
-    return _measure(sides, _timed_calls, warmup=warmup, blocks=blocks, between=between_blocks)
+    return _measure(sides, _timed_calls, warmup=warmup, blocks=blocks)
 
 
 def measure_async_client_cost(
-    runner: asyncio.Runner,
-    sides: Sequence[Sequence[AsyncCall]],
-    *,
-    warmup: int,
-    blocks: int,
-    between_blocks: Call | None = None,
+    runner: asyncio.Runner, sides: Sequence[Sequence[AsyncCall]], *, warmup: int, blocks: int
 ) -> list[ClientCost]:
     """measure_client_cost for async calls: each block is one task on `runner`'s loop that
-    awaits its calls one after another, so the loop's own work is the client's too."""
+    awaits the calls one after another, so the loop's own work is the client's too."""
 
-    def run_block(calls: Sequence[AsyncCall], samples: list[float]) -> float:
-        return runner.run(_timed_async_calls(calls, samples))
+    def run_block(
+        calls: Sequence[Sequence[AsyncCall]], cpu: list[float], walls: list[list[float]]
+    ) -> None:
+        runner.run(_timed_async_calls(calls, cpu, walls))
 
-    return _measure(sides, run_block, warmup=warmup, blocks=blocks, between=between_blocks)
+    return _measure(sides, run_block, warmup=warmup, blocks=blocks)
+
+
+Block = Callable[[Sequence[Sequence[C]], list[float], list[list[float]]], None]
+"""Runs one block: each side's calls (same count), adding each side's CPU seconds to its
+entry of the second argument and each call's wall time to its list in the third."""
 
 
 def _measure(
-    sides: Sequence[Sequence[C]],
-    run_block: Callable[[Sequence[C], list[float]], float],
-    *,
-    warmup: int,
-    blocks: int,
-    between: Call | None,
+    sides: Sequence[Sequence[C]], run_block: Block[C], *, warmup: int, blocks: int
 ) -> list[ClientCost]:
-    for calls in sides:
-        run_block(calls[:warmup], [])
-    timed = [calls[warmup:] for calls in sides]
-    if min(len(calls) for calls in timed) < blocks:
+    count = len(sides[0])
+    if any(len(calls) != count for calls in sides):
+        raise ValueError("every side needs as many calls")
+    if count - warmup < blocks:
         raise ValueError(f"every side needs at least {blocks} calls after the warm-up")
+    run_block([calls[:warmup] for calls in sides], [0.0] * len(sides), [[] for _ in sides])
     cpu_per_call: list[list[float]] = [[] for _ in sides]
-    samples: list[list[float]] = [[] for _ in sides]
+    walls: list[list[float]] = [[] for _ in sides]
     gc.collect()
     gc.freeze()
     try:
         for block in range(blocks):
-            order = range(len(sides)) if block % 2 == 0 else reversed(range(len(sides)))
-            for side in order:
-                calls = timed[side]
-                start, stop = (len(calls) * edge // blocks for edge in (block, block + 1))
-                cpu = run_block(calls[start:stop], samples[side])
-                cpu_per_call[side].append(cpu / (stop - start))
-                if between is not None:
-                    between()
+            start, stop = (
+                warmup + (count - warmup) * edge // blocks for edge in (block, block + 1)
+            )
+            cpu = [0.0] * len(sides)
+            run_block([calls[start:stop] for calls in sides], cpu, walls)
+            for side, seconds in enumerate(cpu):
+                cpu_per_call[side].append(seconds / (stop - start))
     finally:
         gc.unfreeze()
     return [
         ClientCost(tuple(cpu), Latency.of(times))
-        for cpu, times in zip(cpu_per_call, samples, strict=True)
+        for cpu, times in zip(cpu_per_call, walls, strict=True)
     ]
 
 
-def _timed_calls(calls: Sequence[Call], samples: list[float]) -> float:
-    """Run `calls`, appending each one's wall time to `samples`; the thread CPU they used."""
-    cpu_start = thread_time()
-    for call in calls:
-        start = perf_counter()
-        call()
-        samples.append(perf_counter() - start)
-    return thread_time() - cpu_start
+def _timed_calls(
+    sides: Sequence[Sequence[Call]], cpu: list[float], walls: list[list[float]]
+) -> None:
+    """Run call i of every side for each i in turn (order reversed at every i), timing each."""
+    order = list(range(len(sides)))
+    for index in range(len(sides[0])):
+        for side in order:
+            call = sides[side][index]
+            wall_start, cpu_start = perf_counter(), thread_time()
+            call()
+            cpu[side] += thread_time() - cpu_start
+            walls[side].append(perf_counter() - wall_start)
+        order.reverse()
 
 
-async def _timed_async_calls(calls: Sequence[AsyncCall], samples: list[float]) -> float:
+async def _timed_async_calls(
+    sides: Sequence[Sequence[AsyncCall]], cpu: list[float], walls: list[list[float]]
+) -> None:
     """_timed_calls awaiting each call in turn."""
-    cpu_start = thread_time()
-    for call in calls:
-        start = perf_counter()
-        await call()
-        samples.append(perf_counter() - start)
-    return thread_time() - cpu_start
+    order = list(range(len(sides)))
+    for index in range(len(sides[0])):
+        for side in order:
+            call = sides[side][index]
+            wall_start, cpu_start = perf_counter(), thread_time()
+            await call()
+            cpu[side] += thread_time() - cpu_start
+            walls[side].append(perf_counter() - wall_start)
+        order.reverse()

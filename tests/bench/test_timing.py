@@ -1,20 +1,32 @@
-"""How `make bench` turns blocks of timed calls into the client-cost ratio.
+"""How `make bench` measures client cost and turns it into a ratio.
 
-A ratio compares the two sides round by round: a phase of the machine that slows every
-side's blocks of some rounds, or one block that something else disturbed, must not move it.
+The sides take turns call by call, so they meet the same state of the machine, and a ratio
+compares them block by block: a phase of the machine that slows some blocks, or one block
+that something else disturbed, must not move it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from functools import partial
+
 import pytest
 
-from benchmarks.timing import ClientCost, Latency, paired_ratio
+from benchmarks.timing import (
+    AsyncCall,
+    ClientCost,
+    Latency,
+    measure_async_client_cost,
+    measure_client_cost,
+    paired_ratio,
+)
 
 UNTIMED = Latency(iterations=1, median_ms=0.0, p95_ms=0.0)
 
 
 def cost(*microseconds_per_call: float) -> ClientCost:
-    """A side's CPU per call in each round, given in µs."""
+    """A side's CPU per call in each block, given in µs."""
     return ClientCost(tuple(us / 1_000_000 for us in microseconds_per_call), UNTIMED)
 
 
@@ -26,9 +38,9 @@ def ratio(top: ClientCost, bottom: ClientCost) -> float:
 def test_a_slow_phase_that_takes_more_than_half_of_one_sides_median_does_not_move_the_ratio() -> (
     None
 ):
-    # Rounds 3-5 ran in a slow phase (three times the CPU for both sides). The raw side's
-    # median lands in the slow rounds, the library's in the fast ones: their quotient says
-    # the library costs 0.4x the raw call, each round says 1.2x.
+    # Blocks 3-5 ran in a slow phase (three times the CPU for both sides). The raw side's
+    # median lands in the slow blocks, the library's in the fast ones: their quotient says
+    # the library costs 0.4x the raw call, each block says 1.2x.
     raw = cost(100, 100, 300, 300, 300)
     library = cost(120, 120, 360, 360, 120)
 
@@ -46,3 +58,43 @@ def test_one_disturbed_block_does_not_move_the_ratio() -> None:
 def test_costs_of_different_runs_are_refused() -> None:
     with pytest.raises(ValueError, match="not one run: 3 and 2 rounds"):
         ratio(cost(120, 120, 120), cost(100, 100))
+
+
+def recorder(calls: list[str], side: str, count: int) -> list[Callable[[], None]]:
+    """`count` calls that each note which side and which call number ran."""
+    return [partial(calls.append, f"{side}{number}") for number in range(count)]
+
+
+def test_the_sides_take_turns_call_by_call_in_an_order_reversed_at_every_call() -> None:
+    ran: list[str] = []
+
+    costs = measure_client_cost([recorder(ran, "a", 6), recorder(ran, "b", 6)], warmup=2, blocks=2)
+
+    assert ran == ["a0", "b0", "b1", "a1", "a2", "b2", "b3", "a3", "a4", "b4", "b5", "a5"]
+    assert [len(side.cpu_seconds_per_call) for side in costs] == [2, 2]
+    assert [side.latency.iterations for side in costs] == [4, 4]
+
+
+def test_async_sides_take_turns_the_same_way() -> None:
+    ran: list[str] = []
+
+    def awaitable(calls: list[Callable[[], None]]) -> list[AsyncCall]:
+        async def run(call: Callable[[], None]) -> None:
+            call()
+
+        return [partial(run, call) for call in calls]
+
+    with asyncio.Runner() as runner:
+        measure_async_client_cost(
+            runner,
+            [awaitable(recorder(ran, "a", 4)), awaitable(recorder(ran, "b", 4))],
+            warmup=0,
+            blocks=2,
+        )
+
+    assert ran == ["a0", "b0", "b1", "a1", "a2", "b2", "b3", "a3"]
+
+
+def test_sides_with_different_numbers_of_calls_are_refused() -> None:
+    with pytest.raises(ValueError, match="as many calls"):
+        measure_client_cost([recorder([], "a", 6), recorder([], "b", 5)], warmup=1, blocks=2)

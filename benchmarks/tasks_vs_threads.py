@@ -53,7 +53,11 @@ def run(bench: Bench, report: Report) -> None:
             "ratio: the median over the rounds of tasks / threads in the same round (so not "
             "exactly the quotient of the two medians shown). cpu: the client process's CPU "
             "time (every thread's) per "
-            "call, in µs, in the same rounds. raw psycopg: the statement the library sends "
+            "call, in µs, in the same rounds. preempted: how often per call the kernel took "
+            "a core from a runnable client thread (involuntary context switches, getrusage), "
+            "in the same rounds: with the cores shared, a query wakes its backend on the "
+            "sender's core, where it can preempt the sender, which for the tasks is the event "
+            "loop's only thread, stalling every task. raw psycopg: the statement the library sends "
             "for add_turn (without its timeout), on one plain Connection per thread vs one "
             "AsyncConnection per task "
             "(autocommit, no prepared statements): the driver's own async/sync ratio here. "
@@ -215,6 +219,9 @@ def _columns(workers: str, rounds: list[Throughput]) -> Row:
         f"{workers}_ops_per_s": _median_rate(rounds),
         f"{workers}_cpu_us_per_op": statistics.median(
             throughput.cpu_us_per_operation for throughput in rounds
+        ),
+        f"{workers}_preempted_per_op": statistics.median(
+            throughput.preemptions_per_operation for throughput in rounds
         ),
     }
 

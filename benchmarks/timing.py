@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import resource
 import statistics
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,12 +41,16 @@ class Latency:
 @dataclass(frozen=True, slots=True)
 class Throughput:
     """`operations` completed by `threads` threads (or tasks) in `seconds` of wall time,
-    using `cpu_seconds` of the process's CPU time (every thread's) meanwhile."""
+    using `cpu_seconds` of the process's CPU time (every thread's) meanwhile, during which
+    the kernel preempted the process's threads `preemptions` times (involuntary context
+    switches: a core taken from a runnable thread, say for a server backend it had just
+    woken with a query)."""
 
     threads: int
     operations: int
     seconds: float
     cpu_seconds: float = 0.0
+    preemptions: int = 0
 
     @property
     def per_second(self) -> float:
@@ -56,6 +61,11 @@ class Throughput:
     def cpu_us_per_operation(self) -> float:
         """The client process's CPU per operation, in microseconds."""
         return self.cpu_seconds / self.operations * 1_000_000
+
+    @property
+    def preemptions_per_operation(self) -> float:
+        """How often, per operation, a client thread lost its core while it could run."""
+        return self.preemptions / self.operations
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +142,15 @@ def measure_throughput(
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         ready.wait()
-    start, cpu_start = perf_counter(), process_time()
+    start, cpu_start, preemptions_start = perf_counter(), process_time(), _preemptions()
     for thread in threads:
         thread.join()
     elapsed, cpu = perf_counter() - start, process_time() - cpu_start
+    preemptions = _preemptions() - preemptions_start
     if errors:
         raise errors[0]
-    return Throughput(len(calls), len(calls) * operations_per_thread, elapsed, cpu)
+    operations = len(calls) * operations_per_thread
+    return Throughput(len(calls), operations, elapsed, cpu, preemptions)
 
 
 def measure_async_throughput(
@@ -171,17 +183,24 @@ def measure_async_throughput(
         tasks = [asyncio.create_task(work(call)) for call in calls]
         with contextlib.suppress(asyncio.BrokenBarrierError):
             await ready.wait()
-        start, cpu_start = perf_counter(), process_time()
+        start, cpu_start, preemptions_start = perf_counter(), process_time(), _preemptions()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         elapsed, cpu = perf_counter() - start, process_time() - cpu_start
+        preemptions = _preemptions() - preemptions_start
         errors = [error for error in outcomes if isinstance(error, BaseException)]
         # A task that failed broke the barrier for the others: its error is the one reported.
         errors.sort(key=lambda error: isinstance(error, asyncio.BrokenBarrierError))
         if errors:
             raise errors[0]
-        return Throughput(len(calls), len(calls) * operations_per_task, elapsed, cpu)
+        operations = len(calls) * operations_per_task
+        return Throughput(len(calls), operations, elapsed, cpu, preemptions)
 
     return runner.run(measure())
+
+
+def _preemptions() -> int:
+    """Involuntary context switches of this process's threads so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
 
 def measure_client_cost(

@@ -9,7 +9,7 @@ import gc
 import resource
 import statistics
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from time import perf_counter, process_time, thread_time
 from typing import TypeVar
@@ -274,31 +274,33 @@ def _measure(
     ]
 
 
-def _timed_calls(
-    sides: Sequence[Sequence[Call]], cpu: list[float], walls: list[list[float]]
-) -> None:
-    """Run call i of every side for each i in turn (order reversed at every i), timing each."""
+def _turns(sides: Sequence[Sequence[C]]) -> Iterator[tuple[int, C]]:
+    """(side, call) in the order the sides take turns: call i of every side, for each i in
+    turn, the order of the sides reversed at every i (A B, B A...)."""
     order = list(range(len(sides)))
     for index in range(len(sides[0])):
         for side in order:
-            call = sides[side][index]
-            wall_start, cpu_start = perf_counter(), thread_time()
-            call()
-            cpu[side] += thread_time() - cpu_start
-            walls[side].append(perf_counter() - wall_start)
+            yield side, sides[side][index]
         order.reverse()
+
+
+def _timed_calls(
+    sides: Sequence[Sequence[Call]], cpu: list[float], walls: list[list[float]]
+) -> None:
+    """Run the sides' calls taking turns, adding each one's CPU and wall time to its side."""
+    for side, call in _turns(sides):
+        wall_start, cpu_start = perf_counter(), thread_time()
+        call()
+        cpu[side] += thread_time() - cpu_start
+        walls[side].append(perf_counter() - wall_start)
 
 
 async def _timed_async_calls(
     sides: Sequence[Sequence[AsyncCall]], cpu: list[float], walls: list[list[float]]
 ) -> None:
     """_timed_calls awaiting each call in turn."""
-    order = list(range(len(sides)))
-    for index in range(len(sides[0])):
-        for side in order:
-            call = sides[side][index]
-            wall_start, cpu_start = perf_counter(), thread_time()
-            await call()
-            cpu[side] += thread_time() - cpu_start
-            walls[side].append(perf_counter() - wall_start)
-        order.reverse()
+    for side, call in _turns(sides):
+        wall_start, cpu_start = perf_counter(), thread_time()
+        await call()
+        cpu[side] += thread_time() - cpu_start
+        walls[side].append(perf_counter() - wall_start)

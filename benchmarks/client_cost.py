@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -465,15 +465,10 @@ def _postgres_costs(bench: Bench) -> list[tuple[str, FourSides]]:
             prepared_raw = _raw_calls(
                 bench, case, partial(_raw_statement, prepared_connection, prepare=True)
             )
-            costs = [
-                measure_client_cost(
-                    pair,
-                    warmup=bench.parameters.warmup,
-                    blocks=bench.parameters.client_cost_blocks,
-                )
-                for pair in ((library, raw), (prepared_library, prepared_raw))
-            ]
-            results.append((case.name, FourSides(*costs[0], *costs[1])))
+            sides = _four_sides(
+                bench, measure_client_cost, library, raw, prepared_library, prepared_raw
+            )
+            results.append((case.name, sides))
         return results
 
 
@@ -507,20 +502,31 @@ def _async_postgres_costs(bench: Bench) -> list[tuple[str, FourSides]]:
                 _raw_calls(bench, case, partial(_raw_async_statement, connection, prepare=prepare))
                 for connection, prepare in zip(connections, (False, True), strict=True)
             )
-            costs = [
-                measure_async_client_cost(
-                    runner,
-                    pair,
-                    warmup=bench.parameters.warmup,
-                    blocks=bench.parameters.client_cost_blocks,
-                )
-                for pair in ((library, raw), (prepared_library, prepared_raw))
-            ]
-            results.append((case.name, FourSides(*costs[0], *costs[1])))
+            measure = partial(measure_async_client_cost, runner)
+            sides = _four_sides(bench, measure, library, raw, prepared_library, prepared_raw)
+            results.append((case.name, sides))
         return results
 
 
 C = TypeVar("C")
+
+
+def _four_sides(
+    bench: Bench,
+    measure: Callable[..., list[ClientCost]],
+    library: Sequence[Callable[[], object]],
+    raw: Sequence[Callable[[], object]],
+    prepared_library: Sequence[Callable[[], object]],
+    prepared_raw: Sequence[Callable[[], object]],
+) -> FourSides:
+    """Each pair compared (library and raw, without and with prepare) measured by
+    `measure_client_cost` or its async twin, in a run of its own: the two sides take turns
+    call by call, and neither runs beside the other pair's code."""
+    unprepared, prepared = (
+        measure(pair, warmup=bench.parameters.warmup, blocks=bench.parameters.client_cost_blocks)
+        for pair in ((library, raw), (prepared_library, prepared_raw))
+    )
+    return FourSides(*unprepared, *prepared)
 
 
 def _numbered(bench: Bench, case: Case) -> list[tuple[int, Ids]]:

@@ -123,8 +123,7 @@ def run(bench: Bench, report: Report) -> None:
             f"(A B, B A...), in {bench.parameters.client_cost_blocks} blocks; ratio: "
             "agent_engine median / sqlalchemy median. cpu: the calling thread's CPU per call "
             "in µs (median over the blocks). add_items stores 4 items (a turn with a tool "
-            "call) on a session of "
-            "its own; the reads run on the same session each time.",
+            "call) on a session of its own; the reads run on the same session each time.",
         ),
     )
     writes = bench.parameters.order_check_writes_per_task

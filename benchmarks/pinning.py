@@ -4,10 +4,10 @@ On this machine the benchmark's client and its private PostgreSQL share two core
 scheduler decides, run by run, whether a backend runs on the core the client just left:
 then the client resumes with caches the server filled, and its CPU per call rises. Over five
 runs of the same code that moved the add_turn library/raw ratio between 1.17 and 1.37; in
-production the database is on another machine and never touches
-the client's caches. `cores_apart` pins this process to one core and the server
-(postmaster and every backend, those forked later included) to the others, for the
-sections that measure client CPU or compare client designs.
+production the database is on another machine and never touches the client's caches.
+`cores_apart` pins this process to one core and the server (postmaster and every backend,
+those forked later included) to the others, for the sections that measure client CPU or
+compare client designs.
 
 Only a server started for this run is pinned: with DATABASE_URL the server may be shared,
 and the sections run unpinned.

@@ -56,7 +56,11 @@ def run(bench: Bench, report: Report) -> None:
             "per call the kernel took a core from a runnable client thread (involuntary "
             "context switches, getrusage), in the same rounds: with the cores shared, a query "
             "wakes its backend, which the kernel may run on the sender's core at once; for the "
-            "tasks the sender is the event loop's only thread, and every task waits. raw "
+            "tasks the sender is the event loop's only thread, and every task waits. cores "
+            "busy: the share of each core's time it ran anything (client, server, kernel), "
+            "core 0 first, the median over the same rounds (/proc/stat): apart, the client has "
+            "the first core and the server the others, and a server core near 100% under both "
+            "sides means the server, not the client, set the rate of both. raw "
             "psycopg: the statement the library sends for add_turn (without its timeout), on "
             "one plain Connection per thread vs one AsyncConnection per task (autocommit, no "
             "prepared statements): the driver's own async/sync ratio here. "
@@ -222,7 +226,16 @@ def _columns(workers: str, rounds: list[Throughput]) -> Row:
         f"{workers}_preempted_per_op": statistics.median(
             throughput.preemptions_per_operation for throughput in rounds
         ),
+        f"{workers}_cores_busy": _cores_busy(rounds),
     }
+
+
+def _cores_busy(rounds: list[Throughput]) -> str | None:
+    """Each core's busy share, the median over the rounds, in percent: "35% 98%"."""
+    if not rounds[0].cores_busy:
+        return None  # no /proc/stat here
+    cores = zip(*(throughput.cores_busy for throughput in rounds), strict=True)
+    return " ".join(f"{statistics.median(shares):.0%}" for shares in cores)
 
 
 def _median_rate(rounds: list[Throughput]) -> float:

@@ -11,6 +11,7 @@ import statistics
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from time import perf_counter, process_time, thread_time
 from typing import TypeVar
 
@@ -51,6 +52,9 @@ class Throughput:
     seconds: float
     cpu_seconds: float = 0.0
     preemptions: int = 0
+    cores_busy: tuple[float, ...] = ()
+    """The share (0 to 1) of each core's time it ran anything, this process, a server or
+    the kernel, meanwhile; core 0 first (see busy_shares); empty where unknown."""
 
     @property
     def per_second(self) -> float:
@@ -100,6 +104,40 @@ def paired_ratio(tops: Sequence[float], bottoms: Sequence[float]) -> float:
     return statistics.median(top / bottom for top, bottom in zip(tops, bottoms, strict=True))
 
 
+CoreTimes = tuple[tuple[int, int], ...]
+"""Each core's busy and total clock ticks since boot, core 0 first."""
+
+
+def core_times(stat: str | None = None) -> CoreTimes:
+    """Each core's busy and total clock ticks so far, read from `stat` (the text of
+    /proc/stat, read here if not given); empty where there is no /proc/stat.
+
+    Busy is running anything: user, nice, system, irq, softirq. The rest of the total is
+    idle, waiting for I/O, or stolen by the hypervisor, when nothing here could run.
+    """
+    if stat is None:
+        try:
+            stat = Path("/proc/stat").read_text()
+        except OSError:
+            return ()
+    cores = []
+    for line in stat.splitlines():
+        name, _, fields = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():  # not the machine's "cpu" line
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, fields.split()[:8])
+            busy = user + nice + system + irq + softirq
+            cores.append((busy, busy + idle + iowait + steal))
+    return tuple(cores)
+
+
+def busy_shares(before: CoreTimes, after: CoreTimes) -> tuple[float, ...]:
+    """The share of each core's time it was busy between two core_times readings."""
+    return tuple(
+        (busy - busy_before) / (total - total_before) if total > total_before else 0.0
+        for (busy_before, total_before), (busy, total) in zip(before, after, strict=True)
+    )
+
+
 def measure_latency(call: Call, *, iterations: int, warmup: int) -> Latency:
     """Run `call` `warmup` times untimed, then time each of `iterations` calls."""
     for _ in range(warmup):
@@ -143,14 +181,16 @@ def measure_throughput(
     with contextlib.suppress(threading.BrokenBarrierError):
         ready.wait()
     start, cpu_start, preemptions_start = perf_counter(), process_time(), _preemptions()
+    cores_start = core_times()
     for thread in threads:
         thread.join()
     elapsed, cpu = perf_counter() - start, process_time() - cpu_start
     preemptions = _preemptions() - preemptions_start
+    cores = busy_shares(cores_start, core_times())
     if errors:
         raise errors[0]
     operations = len(calls) * operations_per_thread
-    return Throughput(len(calls), operations, elapsed, cpu, preemptions)
+    return Throughput(len(calls), operations, elapsed, cpu, preemptions, cores)
 
 
 def measure_async_throughput(
@@ -184,16 +224,18 @@ def measure_async_throughput(
         with contextlib.suppress(asyncio.BrokenBarrierError):
             await ready.wait()
         start, cpu_start, preemptions_start = perf_counter(), process_time(), _preemptions()
+        cores_start = core_times()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         elapsed, cpu = perf_counter() - start, process_time() - cpu_start
         preemptions = _preemptions() - preemptions_start
+        cores = busy_shares(cores_start, core_times())
         errors = [error for error in outcomes if isinstance(error, BaseException)]
         # A task that failed broke the barrier for the others: its error is the one reported.
         errors.sort(key=lambda error: isinstance(error, asyncio.BrokenBarrierError))
         if errors:
             raise errors[0]
         operations = len(calls) * operations_per_task
-        return Throughput(len(calls), operations, elapsed, cpu, preemptions)
+        return Throughput(len(calls), operations, elapsed, cpu, preemptions, cores)
 
     return runner.run(measure())
 

@@ -1,4 +1,4 @@
-"""How `make bench` measures client cost and turns it into a ratio.
+"""How `make bench` measures client cost and turns it into a ratio, and how busy each core was.
 
 The sides take turns call by call, so they meet the same state of the machine, and a ratio
 compares them block by block: a phase of the machine that slows some blocks, or one block
@@ -17,8 +17,12 @@ from benchmarks.timing import (
     AsyncCall,
     ClientCost,
     Latency,
+    busy_shares,
+    core_times,
     measure_async_client_cost,
+    measure_async_throughput,
     measure_client_cost,
+    measure_throughput,
     paired_ratio,
 )
 
@@ -98,3 +102,44 @@ def test_async_sides_take_turns_the_same_way() -> None:
 def test_sides_with_different_numbers_of_calls_are_refused() -> None:
     with pytest.raises(ValueError, match="as many calls"):
         measure_client_cost([recorder([], "a", 6), recorder([], "b", 5)], warmup=1, blocks=2)
+
+
+# /proc/stat: per core, user nice system idle iowait irq softirq steal guest guest_nice.
+STAT_BEFORE = """cpu  1000 0 500 9000 100 0 50 20 0 0
+cpu0 700 0 300 3000 50 0 30 10 0 0
+cpu1 300 0 200 6000 50 0 20 10 0 0
+intr 123456 0 0
+ctxt 98765
+"""
+STAT_AFTER = """cpu  1500 0 700 9300 200 0 100 70 0 0
+cpu0 1050 0 450 3000 50 0 50 10 0 0
+cpu1 450 0 250 6300 150 0 50 60 0 0
+intr 123999 0 0
+ctxt 99999
+"""
+
+
+def test_each_core_is_read_apart_from_the_machine_line_busy_being_user_system_irq_softirq() -> None:
+    assert core_times(STAT_BEFORE) == ((1030, 4090), (520, 6580))
+
+
+def test_a_core_that_only_ran_is_fully_busy_and_idle_io_wait_and_stolen_time_are_not_busy() -> None:
+    shares = busy_shares(core_times(STAT_BEFORE), core_times(STAT_AFTER))
+
+    # core 0: 520 busy ticks, nothing else; core 1: 230 busy of 230 + 300 idle + 100 iowait
+    # + 50 stolen.
+    assert shares == pytest.approx((1.0, 230 / 680))
+
+
+def test_throughput_runs_say_how_busy_each_core_of_the_machine_was() -> None:
+    cores = len(core_times())
+    threads = measure_throughput([lambda: None] * 2, operations_per_thread=50)
+    with asyncio.Runner() as runner:
+        tasks = measure_async_throughput(
+            runner, [partial(asyncio.sleep, 0)] * 2, operations_per_task=50
+        )
+
+    assert cores >= 1
+    for throughput in (threads, tasks):
+        assert len(throughput.cores_busy) == cores
+        assert all(0.0 <= share <= 1.0 for share in throughput.cores_busy)

@@ -1535,3 +1535,85 @@ def test_list_sessions_walks_the_workspace_activity_index_and_reads_only_the_pag
         assert "ROW(last_activity_at, id) <" in scan["Index Cond"]
     (state,) = [node for node in nodes if node.get("Relation Name") == "session_state"]
     assert state["Node Type"] == "Index Scan"
+
+
+CONTACT_SESSIONS = 3
+
+
+@pytest.fixture(scope="module")
+def contact_in_big_workspace(big_database: Database, sizes: dict[str, dict[str, Any]]) -> uuid.UUID:
+    """A contact with CONTACT_SESSIONS closed sessions among the 100,000 of the big workspace
+    (the other sessions have no contact), each with its state and a turn."""
+    contact_id = uuid.uuid4()
+    workspace_id = sizes["big_workspace"]["workspace_id"]
+    with big_database.connect_as_owner() as owner:
+        owner.execute(
+            "insert into public.agent_sessions (workspace_id, agent_id, conversation_id,"
+            " contact_id, current_mode, status, last_activity_at)"
+            " select %s, 'sales', gen_random_uuid(), %s, 'greeting', 'closed',"
+            "        timestamptz '2029-06-01' - g * interval '1 day'"
+            " from generate_series(1, %s) g",
+            (workspace_id, contact_id, CONTACT_SESSIONS),
+        )
+        owner.execute(
+            "insert into public.session_state (session_id, workspace_id)"
+            " select id, workspace_id from public.agent_sessions where contact_id = %s",
+            (contact_id,),
+        )
+        owner.execute(
+            "insert into public.agent_turns (session_id, workspace_id, turn_number, role,"
+            " content) select id, workspace_id, 1, 'user', 'hello'"
+            " from public.agent_sessions where contact_id = %s",
+            (contact_id,),
+        )
+        owner.execute("analyze public.agent_sessions")
+    return contact_id
+
+
+DELETE_CONTACT_DATA = (
+    "select public.agent_engine_delete_contact_data(p_contact_id => %s, p_workspace_id => %s)"
+)
+
+
+def test_delete_contact_data_reads_only_the_contacts_sessions_among_100000(
+    big_database: Database, sizes: dict[str, dict[str, Any]], contact_in_big_workspace: uuid.UUID
+) -> None:
+    # Erasure must fit its statement timeout however large the workspace grows.
+    arguments = (contact_in_big_workspace, sizes["big_workspace"]["workspace_id"])
+    executed_plans(big_database, DELETE_CONTACT_DATA, arguments)  # warm the caches (rolled back)
+    nodes = plan_reading(
+        executed_plans(big_database, DELETE_CONTACT_DATA, arguments), "agent_sessions"
+    )
+
+    types = [node["Node Type"] for node in nodes]
+    assert "Seq Scan" not in types
+    (scan,) = [
+        node
+        for node in nodes
+        if node.get("Relation Name") == "agent_sessions" and "Scan" in node["Node Type"]
+    ]
+    assert (scan["Node Type"], scan["Index Name"]) == (
+        "Index Scan",
+        "agent_sessions_workspace_contact_idx",
+    )
+    assert float(scan["Actual Rows"]) == CONTACT_SESSIONS
+    assert scan.get("Rows Removed by Filter", 0) == 0
+    assert scan["Shared Hit Blocks"] + scan["Shared Read Blocks"] <= 10
+
+
+def test_list_sessions_of_a_contact_walks_the_contact_index_and_reads_only_its_sessions(
+    big_database: Database, sizes: dict[str, dict[str, Any]], contact_in_big_workspace: uuid.UUID
+) -> None:
+    statement = (
+        "select public.agent_engine_list_sessions(p_workspace_id => %s, p_contact_id => %s,"
+        " p_limit => %s)"
+    )
+    arguments = (sizes["big_workspace"]["workspace_id"], contact_in_big_workspace, 20)
+    executed_plans(big_database, statement, arguments)  # warm the caches
+    nodes = plan_reading(executed_plans(big_database, statement, arguments), "agent_sessions")
+
+    scan = assert_limit_over_an_ordered_index_scan(nodes, 20)
+    assert scan["Index Name"] == "agent_sessions_workspace_contact_idx"
+    assert float(scan["Actual Rows"]) == CONTACT_SESSIONS
+    assert scan.get("Rows Removed by Filter", 0) == 0
+    assert scan["Shared Hit Blocks"] + scan["Shared Read Blocks"] <= 10

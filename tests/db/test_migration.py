@@ -115,6 +115,7 @@ def test_only_the_intended_indexes_exist(owner: psycopg.Connection[DictRow]) -> 
         "agent_sessions_pkey",
         "agent_sessions_status_activity_idx",
         "agent_sessions_workspace_activity_idx",
+        "agent_sessions_workspace_contact_idx",
         "agent_sessions_workspace_id_id_key",
         "agent_turns_idempotency_key_key",
         "agent_turns_pkey",

@@ -1,9 +1,10 @@
-"""add_turn from N tasks on AsyncSessionManager against N threads on SessionManager.
+"""N tasks on AsyncSessionManager against N threads on SessionManager, same calls.
 
 Both managers come from `from_postgres` with a pool of N connections (N = the parameters'
-threads), without and then with prepared statements. Each worker, thread or task, adds
-turns to a session of its own, so no worker waits on another's row lock: the table shows
-what each client side sustains against the same server. Run it alone with
+threads). Each worker, thread or task, calls on a session of its own, so no worker waits on
+another's row lock: the table shows what each client side sustains against the same server.
+add_turn runs without and then with prepared statements; prepared get_session, which costs
+the server least, shows the rate where the client's core is the limit. Run it alone with
 `python -m benchmarks.tasks_vs_threads`.
 """
 
@@ -37,16 +38,16 @@ from benchmarks.timing import Call as SyncCall
 
 
 def run(bench: Bench, report: Report) -> None:
-    """Measure both managers, without and with prepared statements; print one table."""
+    """Measure both managers and the raw driver, each way; print one table."""
     parameters = bench.parameters
     workers = parameters.threads
     report.table(
         "tasks_vs_threads",
-        f"add_turn: AsyncSessionManager with {workers} tasks vs SessionManager with {workers} "
-        f"threads (pool of {workers} each)",
+        f"AsyncSessionManager with {workers} tasks vs SessionManager with {workers} threads "
+        f"(pool of {workers} each)",
         [*_rows(bench, "shared"), *_rows(bench, "apart")],
         notes=(
-            f"ops/s: add_turn calls completed per second by all workers, each on its own "
+            f"ops/s: calls completed per second by all workers, each on its own "
             f"session: the median of {parameters.throughput_rounds} rounds that alternate "
             f"threads and tasks, {parameters.operations_per_thread} timed calls per worker "
             f"each, after {parameters.warmup} untimed (which open the pool's connections); "
@@ -60,10 +61,11 @@ def run(bench: Bench, report: Report) -> None:
             "busy: the share of each core's time it ran anything (client, server, kernel), "
             "core 0 first, the median over the same rounds (/proc/stat): apart, the client has "
             "the first core and the server the others, and a server core near 100% under both "
-            "sides means the server, not the client, set the rate of both. raw "
-            "psycopg: the statement the library sends for add_turn (without its timeout), on "
-            "one plain Connection per thread vs one AsyncConnection per task (autocommit, no "
-            "prepared statements): the driver's own async/sync ratio here. "
+            "sides means the server, not the client, set the rate of both; a client core near "
+            "100% means the client did. raw psycopg: the statement the library sends (without "
+            "its timeout), on one plain Connection per thread vs one AsyncConnection per task "
+            "(autocommit; prepared: execute(prepare=True)): the driver's own async/sync ratio "
+            "here. "
             "cores shared: client and server on every core, as the scheduler places them; "
             "apart: the client on one core, the server on the other (see "
             "benchmarks/pinning.py), as when the database runs on another machine.",
@@ -72,45 +74,63 @@ def run(bench: Bench, report: Report) -> None:
 
 
 def _rows(bench: Bench, cores: str) -> list[Row]:
-    """The raw, unprepared and prepared rows, the cores shared or kept apart."""
+    """The rows of add_turn (raw, unprepared, prepared) and of prepared get_session (raw,
+    library), the cores shared or kept apart."""
     apart = cores == "apart"
     if apart and not pinnable(bench.database):
         return []  # the cores stay shared: the first rows already show that
     with cores_apart(bench.database) if apart else nullcontext():
-        rows = [_raw_row(bench), *(_row(bench, prepare) for prepare in (False, True))]
+        rows = [
+            _raw_row(bench, "add_turn", prepare=False),
+            *(_row(bench, "add_turn", prepare) for prepare in (False, True)),
+            _raw_row(bench, "get_session", prepare=True),
+            _row(bench, "get_session", prepare=True),
+        ]
     return [{"cores": cores, **row} for row in rows]
 
 
-def _row(bench: Bench, prepare: bool) -> Row:
+def _row(bench: Bench, operation: str, prepare: bool) -> Row:
     dsn, workers = bench.database.dsn, bench.parameters.threads
+    worker = _WORKERS[operation]
     with (
         SessionManager.from_postgres(dsn, pool_size=workers, prepare=prepare) as manager,
         asyncio.Runner() as runner,
     ):
         async_manager = AsyncSessionManager.from_postgres(dsn, pool_size=workers, prepare=prepare)
         try:
-            thread_calls = [_adder(bench, manager) for _ in range(workers)]
-            task_calls = [cast(AsyncCall, _adder(bench, async_manager)) for _ in range(workers)]
-            return _compared(
-                "prepared" if prepare else "unprepared", bench, runner, thread_calls, task_calls
-            )
+            thread_calls = [worker(bench, manager) for _ in range(workers)]
+            task_calls = [cast(AsyncCall, worker(bench, async_manager)) for _ in range(workers)]
+            statements = "prepared" if prepare else "unprepared"
+            return _compared(operation, statements, bench, runner, thread_calls, task_calls)
         finally:
             runner.run(async_manager.aclose())
 
 
-def _raw_row(bench: Bench) -> Row:
-    """Raw psycopg, same add_turn statement: threads on Connections, tasks on AsyncConnections."""
+def _raw_row(bench: Bench, operation: str, *, prepare: bool) -> Row:
+    """Raw psycopg, the operation's statement as the library sends it: threads on
+    Connections, tasks on AsyncConnections."""
     dsn, workers = bench.database.dsn, bench.parameters.threads
-    options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+    # prepare_threshold=None would keep execute(prepare=True) from preparing too.
+    options: dict[str, Any] = {"autocommit": True}
+    if not prepare:
+        options["prepare_threshold"] = None
     connections = [psycopg.connect(dsn, **options) for _ in range(workers)]
     with asyncio.Runner() as runner:
         async_connections = [
             runner.run(psycopg.AsyncConnection.connect(dsn, **options)) for _ in range(workers)
         ]
         try:
-            thread_calls = [_raw_adder(bench, connection) for connection in connections]
-            task_calls = [_raw_async_adder(bench, connection) for connection in async_connections]
-            return _compared("raw psycopg", bench, runner, thread_calls, task_calls)
+            statements = [_raw_statement(bench, operation) for _ in range(workers)]
+            thread_calls = [
+                _raw_caller(connection, statement, prepare)
+                for connection, statement in zip(connections, statements, strict=True)
+            ]
+            task_calls = [
+                _raw_async_caller(connection, statement, prepare)
+                for connection, statement in zip(async_connections, statements, strict=True)
+            ]
+            name = "raw psycopg, prepared" if prepare else "raw psycopg"
+            return _compared(operation, name, bench, runner, thread_calls, task_calls)
         finally:
             for async_connection in async_connections:
                 runner.run(async_connection.close())
@@ -119,7 +139,8 @@ def _raw_row(bench: Bench) -> Row:
 
 
 def _compared(
-    name: str,
+    operation: str,
+    statements: str,
     bench: Bench,
     runner: asyncio.Runner,
     thread_calls: list[SyncCall],
@@ -147,7 +168,8 @@ def _compared(
             )
         )
     return {
-        "statements": name,
+        "operation": operation,
+        "statements": statements,
         **_columns("threads", threads),
         **_columns("tasks", tasks),
         "ratio": paired_ratio(
@@ -156,9 +178,18 @@ def _compared(
     }
 
 
-def _raw_statement(bench: Bench) -> tuple[bytes, Callable[[], list[Any]]]:
-    """add_turn's statement for a new session, and a maker of its parameters with a new
-    idempotency key each time (what the raw caller binds)."""
+RawStatement = tuple[bytes, Callable[[], list[Any]]]
+"""A statement's text, and a maker of the parameters of each call."""
+
+
+def _raw_statement(bench: Bench, operation: str) -> RawStatement:
+    """The operation's statement on a new session of its own, as the library sends it:
+    add_turn with a new idempotency key each time, get_session reading the same session."""
+    session_id = bench.new_session().id
+    if operation == "get_session":
+        request = operations.get_session(session_id, bench.workspace_id).request
+        statement, parameters = STATEMENTS.statement(request)
+        return statement.text, lambda: list(parameters)
     fields = {
         "role": "user",
         "content": "Do you have these in size 42?",
@@ -170,7 +201,7 @@ def _raw_statement(bench: Bench) -> tuple[bytes, Callable[[], list[Any]]]:
         "idempotency_key": "message-0",
         "metadata": None,
     }
-    request = operations.add_turn(bench.new_session().id, bench.workspace_id, fields).request
+    request = operations.add_turn(session_id, bench.workspace_id, fields).request
     statement, parameters = STATEMENTS.statement(request)
     assert isinstance(request, Call)
     key = list(request.arguments).index("p_idempotency_key")
@@ -184,16 +215,20 @@ def _raw_statement(bench: Bench) -> tuple[bytes, Callable[[], list[Any]]]:
     return statement.text, bound
 
 
-def _raw_adder(bench: Bench, connection: psycopg.Connection[Any]) -> SyncCall:
-    text, bound = _raw_statement(bench)
-    return lambda: connection.execute(text, bound()).fetchall()
+def _raw_caller(
+    connection: psycopg.Connection[Any], statement: RawStatement, prepare: bool
+) -> SyncCall:
+    text, bound = statement
+    return lambda: connection.execute(text, bound(), prepare=prepare).fetchall()
 
 
-def _raw_async_adder(bench: Bench, connection: psycopg.AsyncConnection[Any]) -> AsyncCall:
-    text, bound = _raw_statement(bench)
+def _raw_async_caller(
+    connection: psycopg.AsyncConnection[Any], statement: RawStatement, prepare: bool
+) -> AsyncCall:
+    text, bound = statement
 
     async def call() -> object:
-        cursor = await connection.execute(text, bound())
+        cursor = await connection.execute(text, bound(), prepare=prepare)
         return await cursor.fetchall()
 
     return call
@@ -215,6 +250,20 @@ def _adder(bench: Bench, manager: Manager) -> SyncCall:
         )
 
     return call
+
+
+def _reader(bench: Bench, manager: Manager) -> SyncCall:
+    """A worker's call: get_session of its own session."""
+    session_id = bench.new_session().id
+    return lambda: manager.get_session(session_id, workspace_id=bench.workspace_id)
+
+
+_WORKERS: dict[str, Callable[[Bench, Manager], SyncCall]] = {
+    "add_turn": _adder,
+    "get_session": _reader,
+}
+"""Who makes a worker's call, for each operation measured (an async manager's call returns
+an awaitable)."""
 
 
 def _columns(workers: str, rounds: list[Throughput]) -> Row:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from agent_engine._errors import AgentEngineError
-from agent_engine.settings import DATABASE_URL_VARIABLE
+from agent_engine.settings import DATABASE_URL_VARIABLE, DEFAULT_MIGRATION_LOCK_TIMEOUT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         "--dsn",
         default=os.environ.get(DATABASE_URL_VARIABLE),
         help=f"Postgres connection string (default: ${DATABASE_URL_VARIABLE})",
+    )
+    migrate.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=DEFAULT_MIGRATION_LOCK_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a migration may wait for a lock, such as on a table the app is "
+        "writing, before it fails and applies nothing (default: %(default)g)",
     )
     migrate.add_argument(
         "--local-supabase-roles",
@@ -43,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         if not arguments.dsn:
             parser.error(f"--dsn is required (or set {DATABASE_URL_VARIABLE})")
         applied = apply_migrations(
-            arguments.dsn, local_supabase_roles=arguments.local_supabase_roles
+            arguments.dsn,
+            local_supabase_roles=arguments.local_supabase_roles,
+            lock_timeout=arguments.lock_timeout,
         )
     except AgentEngineError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -40,7 +40,12 @@ def is_retryable(failure: Failure) -> bool:
         return failure.retryable
     if failure.unreachable:
         return True
-    code = failure.code or ""
+    return is_retryable_code(failure.code)
+
+
+def is_retryable_code(code: str | None) -> bool:
+    """Whether the server's code (PostgREST's, or a SQLSTATE) says a retry may succeed."""
+    code = code or ""
     return code in _RETRYABLE_CODES or code.startswith(_RETRYABLE_CLASSES)
 
 

@@ -44,14 +44,23 @@ class ConfigError(AgentEngineError):
 
 
 class MigrationError(AgentEngineError):
-    """Migrations could not be applied (a failing statement, or an applied file that changed)."""
+    """Migrations could not be applied (a failing statement, or an applied file that changed).
+
+    Retryable when the SQLSTATE says so: a lock not granted in time, a lost connection.
+    """
 
     def __init__(
-        self, message: str, *, migration: str | None = None, code: str | None = None
+        self,
+        message: str,
+        *,
+        migration: str | None = None,
+        code: str | None = None,
+        retryable: bool = False,
     ) -> None:
         super().__init__(message)
         self.migration = migration
         self.code = code
+        self.retryable = retryable
 
 
 class AgentConfigError(AgentEngineError):

@@ -11,6 +11,7 @@ its own record.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -20,7 +21,9 @@ from typing import Any
 import psycopg
 
 from agent_engine._dsn import parse_dsn
+from agent_engine._error_mapping import is_retryable_code
 from agent_engine._errors import MigrationError
+from agent_engine.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT, MigrationLimits
 from agent_engine.testing import supabase_roles_sql
 
 _PACKAGE = "agent_engine"
@@ -79,16 +82,26 @@ def export_migrations(directory: str | Path) -> list[Path]:
     return written
 
 
-def apply_migrations(dsn: str, *, local_supabase_roles: bool = False) -> list[str]:
+def apply_migrations(
+    dsn: str,
+    *,
+    local_supabase_roles: bool = False,
+    lock_timeout: float = DEFAULT_MIGRATION_LOCK_TIMEOUT,
+) -> list[str]:
     """Apply the packaged migrations not yet recorded in `dsn`; returns the names applied.
 
     Idempotent: running it again applies nothing. `local_supabase_roles` first creates
     Supabase's roles (anon, authenticated, service_role...) on a plain PostgreSQL; never use
-    it on a Supabase project. Raises ConfigError (password masked) for a malformed DSN,
-    MigrationError (with the SQLSTATE) if a statement fails, or if an applied migration's file
-    has changed since. Needs the `postgres` extra.
+    it on a Supabase project. `lock_timeout`: seconds a migration's statement may wait for a
+    lock (on a table the app is writing, say) before the migration fails, retryably, and
+    applies nothing: a DDL statement waiting for a lock makes every later query on that
+    table wait behind it. Waiting for another deployer that is applying migrations is not
+    bounded. Raises ConfigError (password masked) for a malformed DSN or a lock_timeout not
+    in (0, 3600], MigrationError (with the SQLSTATE) if a statement fails, or if an applied
+    migration's file has changed since. Needs the `postgres` extra.
     """
     parse_dsn(dsn)  # refuses a malformed DSN without echoing it (libpq's error would)
+    limits = MigrationLimits.of(lock_timeout=lock_timeout)
     applied: list[str] = []
     current: str | None = None
     try:
@@ -103,6 +116,7 @@ def apply_migrations(dsn: str, *, local_supabase_roles: bool = False) -> list[st
                 with connection.transaction():
                     _lock(connection)
                     if not _already_applied(connection, migration):
+                        _bound_lock_waits(connection, limits.lock_timeout)
                         connection.execute(migration.sql)
                         connection.execute(
                             "insert into agent_engine.schema_migrations (version, checksum)"
@@ -112,12 +126,26 @@ def apply_migrations(dsn: str, *, local_supabase_roles: bool = False) -> list[st
                         applied.append(migration.name)
     except psycopg.Error as error:
         where = f"migration {current}" if current else "preparing the migrations table"
+        reason = error.diag.message_primary or type(error).__name__
+        if isinstance(error, psycopg.errors.LockNotAvailable):
+            reason += (
+                f" (a lock it needs was held for over {limits.lock_timeout:g} s, by the app's "
+                "traffic or a long transaction: retry, or give it a longer lock_timeout)"
+            )
         raise MigrationError(
-            f"{where} failed: {error.diag.message_primary or type(error).__name__}",
+            f"{where} failed: {reason}",
             migration=current,
             code=error.sqlstate,
+            retryable=is_retryable_code(error.sqlstate),
         ) from error
     return applied
+
+
+def _bound_lock_waits(connection: psycopg.Connection[Any], seconds: float) -> None:
+    # For the rest of this migration's transaction (set_config(..., true) is SET LOCAL),
+    # after the deployers' lock was taken, so that wait stays unbounded.
+    milliseconds = max(1, math.ceil(seconds * 1000))
+    connection.execute("select set_config('lock_timeout', %s, true)", (f"{milliseconds}ms",))
 
 
 def _lock(connection: psycopg.Connection[Any]) -> None:

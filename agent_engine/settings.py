@@ -62,18 +62,14 @@ IdleWindow = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 """Seconds a pooled connection may sit idle before its checkout pings it."""
 
 
-class ConnectionLimits(BaseModel):
-    """How many direct connections, and how long a call may take: from_postgres's numbers."""
+class _Arguments(BaseModel):
+    """Numbers a public function takes as keyword arguments, validated together."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    pool_size: PoolSize = DEFAULT_POOL_SIZE
-    timeout: Timeout = DEFAULT_TIMEOUT
-    check_idle_after: IdleWindow = 1.0
-
     @classmethod
-    def of(cls, **values: object) -> ConnectionLimits:
-        """Validated limits; raises ConfigError naming each refused argument."""
+    def of(cls, **values: object) -> Self:
+        """Validated values; raises ConfigError naming each refused argument."""
         try:
             return cls.model_validate(values)
         except ValidationError as error:
@@ -82,6 +78,25 @@ class ConnectionLimits(BaseModel):
                 "; ".join(f"{item['loc'][0]}: {item['msg']}" for item in items),
                 variable=str(items[0]["loc"][0]),
             ) from error
+
+
+class ConnectionLimits(_Arguments):
+    """How many direct connections, and how long a call may take: from_postgres's numbers."""
+
+    pool_size: PoolSize = DEFAULT_POOL_SIZE
+    timeout: Timeout = DEFAULT_TIMEOUT
+    check_idle_after: IdleWindow = 1.0
+
+
+DEFAULT_MIGRATION_LOCK_TIMEOUT = 10.0
+"""Seconds `migrate` waits for each lock a migration needs (a table live traffic writes to,
+say) before it gives up, retryably, rather than queue that traffic behind its wait."""
+
+
+class MigrationLimits(_Arguments):
+    """How long apply_migrations waits for a lock."""
+
+    lock_timeout: Timeout = DEFAULT_MIGRATION_LOCK_TIMEOUT
 
 
 _SECRET_KEY_PREFIX = "sb_secret_"  # noqa: S105 (a key prefix)

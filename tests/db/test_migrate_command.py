@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from agent_engine._errors import MigrationError
-from agent_engine._migrate import apply_migrations, export_migrations, packaged_migrations
-from tests.db.conftest import MIGRATIONS_DIR, REPOSITORY_ROOT, DatabaseFactory
+from agent_engine import _migrate as migrate
+from agent_engine._errors import ConfigError, MigrationError
+from agent_engine._migrate import (
+    _LOCK_KEY,
+    apply_migrations,
+    export_migrations,
+    packaged_migrations,
+)
+from tests.db.conftest import MIGRATIONS_DIR, REPOSITORY_ROOT, Database, DatabaseFactory
+
+CONTACT_INDEX = "20261130120000_agent_engine_contact_index.sql"
 
 
 def run_cli(*arguments: str, pythonpath: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -93,6 +104,114 @@ def test_a_failing_migration_names_itself_keeps_the_sqlstate_and_applies_nothing
     assert raised.value.migration == "20261124000000_agent_engine.sql"
     assert raised.value.code == "42P07"  # duplicate_table
     assert recorded_versions(database.dsn) == []
+
+
+def before_the_contact_index(databases: DatabaseFactory) -> Database:
+    """A database migrated with apply_migrations, but for the contact index's migration:
+    what an app upgrading to it has."""
+    database = databases.create("strict", migrate=False)
+    apply_migrations(database.dsn)
+    with psycopg.connect(database.dsn, autocommit=True) as connection:
+        connection.execute("drop index public.agent_sessions_workspace_contact_idx")
+        connection.execute(
+            "delete from agent_engine.schema_migrations where version = %s", (CONTACT_INDEX,)
+        )
+    return database
+
+
+def contact_index_exists(database: Database) -> bool:
+    with psycopg.connect(database.dsn) as connection:
+        row = connection.execute(
+            "select to_regclass('public.agent_sessions_workspace_contact_idx')"
+        ).fetchone()
+    return row is not None and row[0] is not None
+
+
+def test_a_migration_kept_waiting_for_a_lock_past_lock_timeout_fails_retryably_and_applies_nothing(
+    databases: DatabaseFactory,
+) -> None:
+    database = before_the_contact_index(databases)
+    app_done = threading.Event()
+
+    def app_writing_sessions() -> None:
+        # A transaction of the app's that writes agent_sessions, still open. It ends after
+        # 30 s at the latest, so that a migrate that ignored lock_timeout would succeed late
+        # and fail this test, rather than hang it.
+        with psycopg.connect(database.dsn) as app:
+            app.execute("lock table public.agent_sessions in row exclusive mode")
+            holding.set()
+            app_done.wait(30)
+
+    holding = threading.Event()
+    app = threading.Thread(target=app_writing_sessions)
+    app.start()
+    try:
+        assert holding.wait(10)
+        with pytest.raises(MigrationError) as raised:
+            apply_migrations(database.dsn, lock_timeout=0.2)
+    finally:
+        app_done.set()
+        app.join()
+
+    error = raised.value
+    assert (error.migration, error.code, error.retryable) == (CONTACT_INDEX, "55P03", True)
+    assert "held for over 0.2 s" in error.message
+    assert error.to_dict()["retryable"] is True
+    assert CONTACT_INDEX not in recorded_versions(database.dsn)
+    assert not contact_index_exists(database)
+    # Once the app's transaction has ended, the same call applies it.
+    assert apply_migrations(database.dsn, lock_timeout=0.2) == [CONTACT_INDEX]
+    assert contact_index_exists(database)
+
+
+def test_waiting_for_another_deployer_is_not_bounded_by_lock_timeout(
+    databases: DatabaseFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = before_the_contact_index(databases)
+    takes = 0
+
+    def lock_after_another_deployer(connection: psycopg.Connection[Any]) -> None:
+        # When the first migration's transaction asks for the deployers' lock, another
+        # deployer holds it, for 1 s: five times lock_timeout.
+        nonlocal takes
+        takes += 1
+        if takes == 2:
+            other.execute("select pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))
+            finishing.start()
+        take_lock(connection)
+
+    take_lock = migrate._lock
+    monkeypatch.setattr(migrate, "_lock", lock_after_another_deployer)
+    with psycopg.connect(database.dsn) as other:
+        finishing = threading.Timer(1.0, other.commit)
+        try:
+            applied = apply_migrations(database.dsn, lock_timeout=0.2)
+            waited_for_other = other.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        finally:
+            finishing.cancel()
+            if finishing.is_alive():
+                finishing.join()
+
+    assert applied == [CONTACT_INDEX]
+    assert takes == 1 + len(packaged_migrations())
+    assert waited_for_other
+
+
+@pytest.mark.parametrize("lock_timeout", [0, -1, math.nan, math.inf, 3601])
+def test_a_lock_timeout_out_of_range_is_refused_before_connecting(lock_timeout: float) -> None:
+    unreachable = "postgresql://nobody@127.0.0.1:1/nothing"
+
+    with pytest.raises(ConfigError) as raised:
+        apply_migrations(unreachable, lock_timeout=lock_timeout)
+
+    assert raised.value.variable == "lock_timeout"
+
+
+def test_migrate_takes_its_lock_timeout_from_the_command_line() -> None:
+    result = run_cli("migrate", "--dsn", "postgresql://nobody@127.0.0.1:1/x", "--lock-timeout", "0")
+
+    assert result.returncode == 1
+    assert "lock_timeout" in result.stderr
 
 
 def test_migrate_without_a_dsn_explains_what_is_missing() -> None:

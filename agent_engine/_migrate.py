@@ -23,7 +23,8 @@ import psycopg
 from agent_engine._dsn import parse_dsn
 from agent_engine._error_mapping import is_retryable_code
 from agent_engine._errors import MigrationError
-from agent_engine.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT, MigrationLimits
+from agent_engine._postgres_sql import connect_failure, connection_options
+from agent_engine.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT, DEFAULT_TIMEOUT, MigrationLimits
 from agent_engine.testing import supabase_roles_sql
 
 _PACKAGE = "agent_engine"
@@ -96,16 +97,26 @@ def apply_migrations(
     lock (on a table the app is writing, say) before the migration fails, retryably, and
     applies nothing: a DDL statement waiting for a lock makes every later query on that
     table wait behind it. Waiting for another deployer that is applying migrations is not
-    bounded. Raises ConfigError (password masked) for a malformed DSN or a lock_timeout not
-    in (0, 3600], MigrationError (with the SQLSTATE) if a statement fails, or if an applied
-    migration's file has changed since. Needs the `postgres` extra.
+    bounded. Connecting is: within the DSN's connect_timeout, else DEFAULT_TIMEOUT. Raises
+    ConfigError (password masked) for a malformed DSN or a lock_timeout not in (0, 3600],
+    MigrationError if the database cannot be reached (retryable when that may pass, no
+    secret in it), if a statement fails (with the SQLSTATE), or if an applied migration's
+    file has changed since. Needs the `postgres` extra.
     """
-    parse_dsn(dsn)  # refuses a malformed DSN without echoing it (libpq's error would)
+    # parse_dsn refuses a malformed DSN without echoing it (libpq's error would).
+    parameters = parse_dsn(dsn)
     limits = MigrationLimits.of(lock_timeout=lock_timeout)
+    try:
+        connection = psycopg.connect(dsn, **_connection_options(parameters))
+    except psycopg.Error as error:
+        failure = connect_failure(error, [parameters.get("password", "")])
+        raise MigrationError(
+            failure.message, code=failure.code, retryable=bool(failure.retryable)
+        ) from failure.cause
     applied: list[str] = []
     current: str | None = None
     try:
-        with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as connection:
+        with connection:
             with connection.transaction():
                 _lock(connection)
                 if local_supabase_roles:
@@ -139,6 +150,17 @@ def apply_migrations(
             retryable=is_retryable_code(error.sqlstate),
         ) from error
     return applied
+
+
+def _connection_options(parameters: dict[str, str]) -> dict[str, Any]:
+    """The transports' options (autocommit, TCP liveness checks, so that a server that
+    vanishes during a long DDL statement is noticed), and a bounded connect: a host that
+    drops packets, or a server or pooler that never answers, would otherwise hold migrate
+    for minutes or for ever. The DSN's own values win."""
+    options = connection_options(parameters, DEFAULT_TIMEOUT, psycopg.ClientCursor)
+    if "connect_timeout" not in parameters:
+        options["connect_timeout"] = math.ceil(DEFAULT_TIMEOUT)
+    return options
 
 
 def _bound_lock_waits(connection: psycopg.Connection[Any], seconds: float) -> None:

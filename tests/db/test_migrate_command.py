@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from agent_engine._migrate import (
     export_migrations,
     packaged_migrations,
 )
+from agent_engine.settings import DEFAULT_TIMEOUT
 from tests.db.conftest import MIGRATIONS_DIR, REPOSITORY_ROOT, Database, DatabaseFactory
 
 CONTACT_INDEX = "20261130120000_agent_engine_contact_index.sql"
@@ -195,6 +197,34 @@ def test_waiting_for_another_deployer_is_not_bounded_by_lock_timeout(
     assert applied == [CONTACT_INDEX]
     assert takes == 1 + len(packaged_migrations())
     assert waited_for_other
+
+
+def test_a_server_that_never_answers_fails_migrate_within_its_connect_timeout() -> None:
+    # A socket that accepts connections (the kernel completes them) and never answers:
+    # a stuck server or pooler. Without a connect timeout libpq would wait for ever.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        outcome: list[BaseException] = []
+
+        def migrate_there() -> None:
+            try:
+                apply_migrations(f"postgresql://app:s3cret-pw@127.0.0.1:{port}/postgres")
+            except BaseException as error:
+                outcome.append(error)
+
+        attempt = threading.Thread(target=migrate_there, daemon=True)
+        attempt.start()
+        attempt.join(DEFAULT_TIMEOUT + 20)
+
+    assert not attempt.is_alive(), "migrate was still connecting"
+    (error,) = outcome
+    assert isinstance(error, MigrationError)
+    assert error.message.startswith("could not connect to the database:")
+    assert "timeout" in error.message
+    assert error.retryable
+    assert error.migration is None
+    for shown in (error.message, str(error.__cause__), repr(error.__cause__), error.to_dict()):
+        assert "s3cret-pw" not in str(shown)
 
 
 @pytest.mark.parametrize("lock_timeout", [0, -1, math.nan, math.inf, 3601])

@@ -46,7 +46,10 @@ class ConfigError(AgentEngineError):
 class MigrationError(AgentEngineError):
     """Migrations could not be applied (a failing statement, or an applied file that changed).
 
-    Retryable when the SQLSTATE says so: a lock not granted in time, a lost connection.
+    Retryable when a retry may succeed: the SQLSTATE says so (55P03, a lock not granted in
+    time; 57P01, the server ended the connection...), or the database could not be reached
+    for a reason that may pass. A migration that failed applied nothing, so running them
+    again is safe.
     """
 
     def __init__(

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,47 @@ def test_a_migration_kept_waiting_for_a_lock_past_lock_timeout_fails_retryably_a
     # Once the app's transaction has ended, the same call applies it.
     assert apply_migrations(database.dsn, lock_timeout=0.2) == [CONTACT_INDEX]
     assert contact_index_exists(database)
+
+
+def test_a_migration_whose_connection_the_server_ends_fails_retryably_and_applies_nothing(
+    databases: DatabaseFactory,
+) -> None:
+    database = before_the_contact_index(databases)
+    outcome: list[BaseException] = []
+
+    def migrate_there() -> None:
+        try:
+            apply_migrations(database.dsn, lock_timeout=60)
+        except BaseException as error:
+            outcome.append(error)
+
+    with psycopg.connect(database.dsn) as app, psycopg.connect(database.dsn) as admin:
+        # The migration waits for the app's lock; meanwhile its backend is terminated (a
+        # failover, an admin, a pooler restart).
+        app.execute("lock table public.agent_sessions in row exclusive mode")
+        attempt = threading.Thread(target=migrate_there)
+        attempt.start()
+        try:
+            for _ in range(200):
+                # The only backend of this database waiting for a lock is the migration's.
+                row = admin.execute(
+                    "select pid from pg_stat_activity where wait_event_type = 'Lock'"
+                    " and datname = current_database()"
+                ).fetchone()
+                if row is not None:
+                    admin.execute("select pg_terminate_backend(%s)", (row[0],))
+                    break
+                admin.commit()  # a new snapshot of pg_stat_activity
+                time.sleep(0.05)
+        finally:
+            attempt.join(30)
+            app.rollback()
+
+    (error,) = outcome
+    assert isinstance(error, MigrationError)
+    assert (error.migration, error.code, error.retryable) == (CONTACT_INDEX, "57P01", True)
+    assert CONTACT_INDEX not in recorded_versions(database.dsn)
+    assert apply_migrations(database.dsn) == [CONTACT_INDEX]
 
 
 def test_waiting_for_another_deployer_is_not_bounded_by_lock_timeout(

@@ -180,17 +180,13 @@ def measure_throughput(
         thread.start()
     with contextlib.suppress(threading.BrokenBarrierError):
         ready.wait()
-    start, cpu_start, preemptions_start = perf_counter(), process_time(), _preemptions()
-    cores_start = core_times()
+    start = _Readings.now()
     for thread in threads:
         thread.join()
-    elapsed, cpu = perf_counter() - start, process_time() - cpu_start
-    preemptions = _preemptions() - preemptions_start
-    cores = busy_shares(cores_start, core_times())
+    throughput = start.throughput(len(calls), len(calls) * operations_per_thread)
     if errors:
         raise errors[0]
-    operations = len(calls) * operations_per_thread
-    return Throughput(len(calls), operations, elapsed, cpu, preemptions, cores)
+    return throughput
 
 
 def measure_async_throughput(
@@ -223,26 +219,49 @@ def measure_async_throughput(
         tasks = [asyncio.create_task(work(call)) for call in calls]
         with contextlib.suppress(asyncio.BrokenBarrierError):
             await ready.wait()
-        start, cpu_start, preemptions_start = perf_counter(), process_time(), _preemptions()
-        cores_start = core_times()
+        start = _Readings.now()
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        elapsed, cpu = perf_counter() - start, process_time() - cpu_start
-        preemptions = _preemptions() - preemptions_start
-        cores = busy_shares(cores_start, core_times())
+        throughput = start.throughput(len(calls), len(calls) * operations_per_task)
         errors = [error for error in outcomes if isinstance(error, BaseException)]
         # A task that failed broke the barrier for the others: its error is the one reported.
         errors.sort(key=lambda error: isinstance(error, asyncio.BrokenBarrierError))
         if errors:
             raise errors[0]
-        operations = len(calls) * operations_per_task
-        return Throughput(len(calls), operations, elapsed, cpu, preemptions, cores)
+        return throughput
 
     return runner.run(measure())
 
 
-def _preemptions() -> int:
+@dataclass(frozen=True, slots=True)
+class _Readings:
+    """What a throughput run is measured against: clocks and counters at its start."""
+
+    wall: float
+    cpu: float
+    preemptions: int
     """Involuntary context switches of this process's threads so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+    cores: CoreTimes
+
+    @classmethod
+    def now(cls) -> _Readings:
+        return cls(
+            perf_counter(),
+            process_time(),
+            resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw,
+            core_times(),
+        )
+
+    def throughput(self, workers: int, operations: int) -> Throughput:
+        """`operations` by `workers` threads or tasks, from these readings until now."""
+        end = _Readings.now()
+        return Throughput(
+            workers,
+            operations,
+            end.wall - self.wall,
+            end.cpu - self.cpu,
+            end.preemptions - self.preemptions,
+            busy_shares(self.cores, end.cores),
+        )
 
 
 def measure_client_cost(

@@ -16,6 +16,7 @@ import statistics
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, cast
 
 import psycopg
@@ -91,7 +92,7 @@ def _rows(bench: Bench, cores: str) -> list[Row]:
 
 def _row(bench: Bench, operation: str, prepare: bool) -> Row:
     dsn, workers = bench.database.dsn, bench.parameters.threads
-    worker = _WORKERS[operation]
+    worker = _OPERATIONS[operation].worker
     with (
         SessionManager.from_postgres(dsn, pool_size=workers, prepare=prepare) as manager,
         asyncio.Runner() as runner,
@@ -120,7 +121,7 @@ def _raw_row(bench: Bench, operation: str, *, prepare: bool) -> Row:
             runner.run(psycopg.AsyncConnection.connect(dsn, **options)) for _ in range(workers)
         ]
         try:
-            statements = [_raw_statement(bench, operation) for _ in range(workers)]
+            statements = [_OPERATIONS[operation].raw(bench) for _ in range(workers)]
             thread_calls = [
                 _raw_caller(connection, statement, prepare)
                 for connection, statement in zip(connections, statements, strict=True)
@@ -181,27 +182,43 @@ def _compared(
 RawStatement = tuple[bytes, Callable[[], list[Any]]]
 """A statement's text, and a maker of the parameters of each call."""
 
+_TURN: dict[str, Any] = {
+    "role": "user",
+    "content": "Do you have these in size 42?",
+    "tokens_used": 12,
+}
+"""The turn every add_turn call stores (a new idempotency key each time)."""
 
-def _raw_statement(bench: Bench, operation: str) -> RawStatement:
-    """The operation's statement on a new session of its own, as the library sends it:
-    add_turn with a new idempotency key each time, get_session reading the same session."""
+
+def _adder(bench: Bench, manager: Manager) -> SyncCall:
+    """A worker's call: add_turn on its own new session, a new idempotency key each time."""
     session_id = bench.new_session().id
-    if operation == "get_session":
-        request = operations.get_session(session_id, bench.workspace_id).request
-        statement, parameters = STATEMENTS.statement(request)
-        return statement.text, lambda: list(parameters)
+    numbers = itertools.count()
+
+    def call() -> object:
+        return manager.add_turn(
+            session_id,
+            workspace_id=bench.workspace_id,
+            idempotency_key=f"message-{next(numbers)}",
+            **_TURN,
+        )
+
+    return call
+
+
+def _raw_adder(bench: Bench) -> RawStatement:
+    """_adder's statement as the library sends it (every add_turn argument, as the manager
+    passes them), its idempotency key new at each call."""
     fields = {
-        "role": "user",
-        "content": "Do you have these in size 42?",
         "turn_number": None,
         "intent_detected": None,
         "confidence": None,
         "tools_called": (),
-        "tokens_used": 12,
         "idempotency_key": "message-0",
         "metadata": None,
+        **_TURN,
     }
-    request = operations.add_turn(session_id, bench.workspace_id, fields).request
+    request = operations.add_turn(bench.new_session().id, bench.workspace_id, fields).request
     statement, parameters = STATEMENTS.statement(request)
     assert isinstance(request, Call)
     key = list(request.arguments).index("p_idempotency_key")
@@ -213,6 +230,33 @@ def _raw_statement(bench: Bench, operation: str) -> RawStatement:
         return values
 
     return statement.text, bound
+
+
+def _reader(bench: Bench, manager: Manager) -> SyncCall:
+    """A worker's call: get_session of its own session."""
+    session_id = bench.new_session().id
+    return lambda: manager.get_session(session_id, workspace_id=bench.workspace_id)
+
+
+def _raw_reader(bench: Bench) -> RawStatement:
+    """_reader's statement as the library sends it, on a session of its own."""
+    request = operations.get_session(bench.new_session().id, bench.workspace_id).request
+    statement, parameters = STATEMENTS.statement(request)
+    return statement.text, lambda: list(parameters)
+
+
+@dataclass(frozen=True, slots=True)
+class _Operation:
+    worker: Callable[[Bench, Manager], SyncCall]
+    """Makes a worker's call on a manager (on an async one, the call returns an awaitable)."""
+    raw: Callable[[Bench], RawStatement]
+    """Makes a raw worker's statement."""
+
+
+_OPERATIONS = {
+    "add_turn": _Operation(_adder, _raw_adder),
+    "get_session": _Operation(_reader, _raw_reader),
+}
 
 
 def _raw_caller(
@@ -232,38 +276,6 @@ def _raw_async_caller(
         return await cursor.fetchall()
 
     return call
-
-
-def _adder(bench: Bench, manager: Manager) -> SyncCall:
-    """A worker's call: add_turn on its own new session, a new idempotency key each time."""
-    session_id = bench.new_session().id
-    numbers = itertools.count()
-
-    def call() -> object:
-        return manager.add_turn(
-            session_id,
-            workspace_id=bench.workspace_id,
-            role="user",
-            content="Do you have these in size 42?",
-            tokens_used=12,
-            idempotency_key=f"message-{next(numbers)}",
-        )
-
-    return call
-
-
-def _reader(bench: Bench, manager: Manager) -> SyncCall:
-    """A worker's call: get_session of its own session."""
-    session_id = bench.new_session().id
-    return lambda: manager.get_session(session_id, workspace_id=bench.workspace_id)
-
-
-_WORKERS: dict[str, Callable[[Bench, Manager], SyncCall]] = {
-    "add_turn": _adder,
-    "get_session": _reader,
-}
-"""Who makes a worker's call, for each operation measured (an async manager's call returns
-an awaitable)."""
 
 
 def _columns(workers: str, rounds: list[Throughput]) -> Row:

@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 
 from agent_engine._dsn import parse_dsn
-from agent_engine._error_mapping import is_retryable_code
+from agent_engine._error_mapping import is_retryable, is_retryable_code
 from agent_engine._errors import MigrationError
 from agent_engine._postgres_sql import connect_failure, connection_options
 from agent_engine.settings import DEFAULT_MIGRATION_LOCK_TIMEOUT, DEFAULT_TIMEOUT, MigrationLimits
@@ -111,7 +111,7 @@ def apply_migrations(
     except psycopg.Error as error:
         failure = connect_failure(error, [parameters.get("password", "")])
         raise MigrationError(
-            failure.message, code=failure.code, retryable=bool(failure.retryable)
+            failure.message, code=failure.code, retryable=is_retryable(failure)
         ) from failure.cause
     applied: list[str] = []
     current: str | None = None

@@ -122,6 +122,24 @@ def before_the_contact_index(databases: DatabaseFactory) -> Database:
     return database
 
 
+def migrating_in_background(
+    dsn: str, **options: Any
+) -> tuple[threading.Thread, list[BaseException]]:
+    """apply_migrations(dsn, **options) started on a daemon thread (a test joins it with a
+    bound of its own), and the list that receives what it raised."""
+    outcome: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            apply_migrations(dsn, **options)
+        except BaseException as error:
+            outcome.append(error)
+
+    attempt = threading.Thread(target=migrate, daemon=True)
+    attempt.start()
+    return attempt, outcome
+
+
 def contact_index_exists(database: Database) -> bool:
     with psycopg.connect(database.dsn) as connection:
         row = connection.execute(
@@ -171,20 +189,12 @@ def test_a_migration_whose_connection_the_server_ends_fails_retryably_and_applie
     databases: DatabaseFactory,
 ) -> None:
     database = before_the_contact_index(databases)
-    outcome: list[BaseException] = []
-
-    def migrate_there() -> None:
-        try:
-            apply_migrations(database.dsn, lock_timeout=60)
-        except BaseException as error:
-            outcome.append(error)
 
     with psycopg.connect(database.dsn) as app, psycopg.connect(database.dsn) as admin:
         # The migration waits for the app's lock; meanwhile its backend is terminated (a
         # failover, an admin, a pooler restart).
         app.execute("lock table public.agent_sessions in row exclusive mode")
-        attempt = threading.Thread(target=migrate_there)
-        attempt.start()
+        attempt, outcome = migrating_in_background(database.dsn, lock_timeout=60)
         try:
             for _ in range(200):
                 # The only backend of this database waiting for a lock is the migration's.
@@ -246,16 +256,8 @@ def test_a_server_that_never_answers_fails_migrate_within_its_connect_timeout() 
     # a stuck server or pooler. Without a connect timeout libpq would wait for ever.
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
-        outcome: list[BaseException] = []
-
-        def migrate_there() -> None:
-            try:
-                apply_migrations(f"postgresql://app:s3cret-pw@127.0.0.1:{port}/postgres")
-            except BaseException as error:
-                outcome.append(error)
-
-        attempt = threading.Thread(target=migrate_there, daemon=True)
-        attempt.start()
+        dsn = f"postgresql://app:s3cret-pw@127.0.0.1:{port}/postgres"
+        attempt, outcome = migrating_in_background(dsn)
         attempt.join(DEFAULT_TIMEOUT + 20)
 
     assert not attempt.is_alive(), "migrate was still connecting"
